@@ -1,0 +1,170 @@
+/// Checks that every byte of `text` is ASCII and accepted by `allowed`, and
+/// that the length is within `lengths`.
+@inlinable
+func isWellFormed(_ text: some StringProtocol, lengths: ClosedRange<Int>, allowed: (UInt8) -> Bool) -> Bool {
+    var count = 0
+    for byte in text.utf8 {
+        guard allowed(byte) else { return false }
+        count += 1
+        if count > lengths.upperBound { return false }
+    }
+    return count >= lengths.lowerBound
+}
+
+@inlinable
+func isAlphanumeric(_ byte: UInt8) -> Bool {
+    switch byte {
+    case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+        return true
+    default:
+        return false
+    }
+}
+
+@inlinable
+func isLowerHex(_ byte: UInt8) -> Bool {
+    switch byte {
+    case UInt8(ascii: "a")...UInt8(ascii: "f"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+        return true
+    default:
+        return false
+    }
+}
+
+/// A peer's name: 1-64 of `A-Z a-z 0-9 . _ -`.
+public struct MachineName: Sendable, Hashable, Comparable, CustomStringConvertible {
+    public let text: String
+
+    public init?(_ text: some StringProtocol) {
+        let valid = isWellFormed(text, lengths: 1...64) { byte in
+            isAlphanumeric(byte) || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
+        }
+        guard valid else { return nil }
+        self.text = String(text)
+    }
+
+    public static func < (lhs: MachineName, rhs: MachineName) -> Bool { lhs.text < rhs.text }
+    public var description: String { text }
+}
+
+/// A payment key: a lower-case UUID version 4, `8-4-4-4-12` hex digits.
+public struct PaymentKey: Sendable, Hashable, CustomStringConvertible {
+    public let text: String
+
+    /// Accepts the UUID form only. Upper-case hex digits are folded to lower
+    /// case, so a key pasted from a tool that upper-cases UUIDs still works.
+    public init?(_ text: some StringProtocol) {
+        let lowered = text.lowercased()
+        let bytes = Array(lowered.utf8)
+        guard bytes.count == 36 else { return nil }
+        for (index, byte) in bytes.enumerated() {
+            switch index {
+            case 8, 13, 18, 23:
+                guard byte == UInt8(ascii: "-") else { return nil }
+            case 14:
+                guard byte == UInt8(ascii: "4") else { return nil }
+            case 19:
+                guard byte == UInt8(ascii: "8") || byte == UInt8(ascii: "9") || byte == UInt8(ascii: "a")
+                    || byte == UInt8(ascii: "b")
+                else { return nil }
+            default:
+                guard isLowerHex(byte) else { return nil }
+            }
+        }
+        self.text = lowered
+    }
+
+    /// Builds a version 4 key from 16 random bytes (the caller supplies the
+    /// randomness: the core draws none itself).
+    public init(randomBytes: [UInt8]) {
+        precondition(randomBytes.count == 16, "a payment key takes 16 random bytes")
+        var bytes = randomBytes
+        bytes[6] = (bytes[6] & 0x0F) | 0x40
+        bytes[8] = (bytes[8] & 0x3F) | 0x80
+        var text = ""
+        text.reserveCapacity(36)
+        for (index, byte) in bytes.enumerated() {
+            if index == 4 || index == 6 || index == 8 || index == 10 { text.append("-") }
+            text.append(hexDigits[Int(byte >> 4)])
+            text.append(hexDigits[Int(byte & 0x0F)])
+        }
+        self.text = text
+    }
+
+    public var description: String { text }
+}
+
+let hexDigits: [Character] = Array("0123456789abcdef")
+
+/// Lower-case hex of `bytes`.
+public func lowerHex(_ bytes: some Sequence<UInt8>) -> String {
+    var text = ""
+    for byte in bytes {
+        text.append(hexDigits[Int(byte >> 4)])
+        text.append(hexDigits[Int(byte & 0x0F)])
+    }
+    return text
+}
+
+/// A machine's secret as issued: 32 lower-case hex digits.
+public struct Token: Sendable, Hashable {
+    public let text: String
+
+    public init?(_ text: some StringProtocol) {
+        guard isWellFormed(text, lengths: 32...32, allowed: isLowerHex) else { return nil }
+        self.text = String(text)
+    }
+
+    public init(randomBytes: [UInt8]) {
+        precondition(randomBytes.count == 16, "a token takes 16 random bytes")
+        self.text = lowerHex(randomBytes)
+    }
+}
+
+/// The SHA-256 of a token, 64 lower-case hex digits: all the ledger keeps.
+public struct TokenDigest: Sendable, Hashable, CustomStringConvertible {
+    public let text: String
+
+    public init?(_ text: some StringProtocol) {
+        guard isWellFormed(text, lengths: 64...64, allowed: isLowerHex) else { return nil }
+        self.text = String(text)
+    }
+
+    public var description: String { text }
+}
+
+/// A transfer's id: 1-40 of `A-Z a-z 0-9 -`. Carteira derives it from the
+/// journal sequence number (`T000000000042`), so it is unique for the life of
+/// the journal.
+public struct TxID: Sendable, Hashable, Comparable, CustomStringConvertible {
+    public let text: String
+
+    public init?(_ text: some StringProtocol) {
+        let valid = isWellFormed(text, lengths: 1...40) { isAlphanumeric($0) || $0 == UInt8(ascii: "-") }
+        guard valid else { return nil }
+        self.text = String(text)
+    }
+
+    public init(seq: Int64) {
+        let digits = String(seq)
+        self.text = "T" + String(repeating: "0", count: max(0, 12 - digits.count)) + digits
+    }
+
+    public static func < (lhs: TxID, rhs: TxID) -> Bool { lhs.text < rhs.text }
+    public var description: String { text }
+}
+
+/// A client's id for an idempotent `SEND`: 1-64 of `A-Z a-z 0-9 _ -`, not `-`.
+public struct RequestID: Sendable, Hashable, CustomStringConvertible {
+    public let text: String
+
+    public init?(_ text: some StringProtocol) {
+        let valid = isWellFormed(text, lengths: 1...64) {
+            isAlphanumeric($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_")
+        }
+        guard valid, text != "-" else { return nil }
+        self.text = String(text)
+    }
+
+    public var description: String { text }
+}

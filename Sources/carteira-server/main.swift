@@ -1,1 +1,131 @@
-print("carteira-server")
+public import ArgumentParser
+import CarteiraCore
+import CarteiraServer
+public import Logging
+import ServiceLifecycle
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+@main
+struct CarteiraServerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "carteira-server",
+        abstract: "The Carteira payment ledger server.",
+        subcommands: [Serve.self],
+        defaultSubcommand: Serve.self
+    )
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Replay the journal, then serve peers over TCP (the default).")
+
+    @Option(help: "Address to listen on.")
+    var host = "127.0.0.1"
+
+    @Option(help: "TCP port; 0 picks a free one and prints it.")
+    var port = 7070
+
+    @Option(help: "Journal directory (holds ledger.journal and LOCK).")
+    var journal = "journal"
+
+    @Option(help: ArgumentHelp("Balance of a new machine, as a request amount (50, 50,25) or 0.", valueName: "amount"))
+    var initialBalance = "100"
+
+    @Option(help: ArgumentHelp("Seconds a payment key lives before the server rotates it.", valueName: "seconds"))
+    var keyTTL: Int64 = 180
+
+    @Option(help: ArgumentHelp("Seconds a replaced key stays payable.", valueName: "seconds"))
+    var keyGrace: Int64 = 30
+
+    @Option(help: "Most connections open at once.")
+    var maxClients = 10_000
+
+    @Flag(inversion: .prefixedNo, help: "Run the admin console (default: when standard input is a terminal).")
+    var console: Bool?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    func validate() throws {
+        guard initialBalanceCentavos != nil else {
+            throw ValidationError("--initial-balance must be an amount like 100, 50,25 or 0")
+        }
+        guard (1...31_536_000).contains(keyTTL) else { throw ValidationError("--key-ttl must be 1 to 31536000 seconds") }
+        guard (0...31_536_000).contains(keyGrace) else {
+            throw ValidationError("--key-grace must be 0 to 31536000 seconds")
+        }
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535") }
+        guard maxClients > 0 else { throw ValidationError("--max-clients must be at least 1") }
+    }
+
+    private var initialBalanceCentavos: Centavos? {
+        let trimmed = initialBalance.drop { $0 == "0" }
+        if trimmed.isEmpty || trimmed.allSatisfy({ $0 == "0" || $0 == "," || $0 == "." }) {
+            return Centavos.zero
+        }
+        return Centavos(amount: initialBalance)
+    }
+
+    func run() async throws {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = logLevel
+            return handler
+        }
+        let logger = Logger(label: "carteira-server")
+        let configuration = ServerConfiguration(
+            host: host, port: port, journalDirectory: journal,
+            initialBalance: initialBalanceCentavos ?? Centavos(10_000),
+            keyPolicy: KeyPolicy(ttlSeconds: keyTTL, graceSeconds: keyGrace),
+            maximumClients: maxClients)
+        let server: CarteiraServer
+        do {
+            server = try await CarteiraServer.start(configuration: configuration, logger: logger)
+        } catch {
+            printError("carteira-server: \(error)")
+            throw ExitCode(1)
+        }
+        printOut("carteira-server listening on \(host):\(server.port) (journal \(server.journalPath))")
+        if console == true {
+            printOut("The admin console is not available yet; serving without it.")
+        }
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: server)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            printError("carteira-server: \(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// Writes a line straight to standard output, unbuffered, so a script or
+/// test reading a pipe sees it at once.
+func printOut(_ message: String) {
+    writeAll(message + "\n", to: STDOUT_FILENO)
+}
+
+func printError(_ message: String) {
+    writeAll(message + "\n", to: STDERR_FILENO)
+}
+
+private func writeAll(_ text: String, to descriptor: Int32) {
+    var bytes = Array(text.utf8)[...]
+    while !bytes.isEmpty {
+        let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        if written < 0 && errno == EINTR { continue }
+        guard written > 0 else { return }
+        bytes = bytes.dropFirst(written)
+    }
+}

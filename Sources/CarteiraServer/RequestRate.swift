@@ -1,0 +1,28 @@
+import CarteiraCore
+
+/// Requests counted per second over the last minute, for the console's
+/// `stats`. A fixed ring of 60 counters: no allocation per request.
+struct RequestRate: Sendable {
+    private var counts = [Int](repeating: 0, count: 60)
+    private var seconds = [Int64](repeating: -1, count: 60)
+
+    mutating func record(at now: Timestamp) {
+        let second = now.milliseconds / 1000
+        let slot = Int(second % 60 + 60) % 60
+        if seconds[slot] != second {
+            seconds[slot] = second
+            counts[slot] = 0
+        }
+        counts[slot] += 1
+    }
+
+    /// Mean requests per second over the 60 seconds before `now`.
+    func perSecond(at now: Timestamp) -> Double {
+        let second = now.milliseconds / 1000
+        var total = 0
+        for slot in 0..<60 where seconds[slot] > second - 60 && seconds[slot] <= second {
+            total += counts[slot]
+        }
+        return Double(total) / 60
+    }
+}

@@ -1,0 +1,163 @@
+import CarteiraCore
+import CarteiraServer
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Testing
+
+/// A fresh journal directory under the temporary directory, removed by `remove()`.
+struct TemporaryDirectory {
+    let path: String
+
+    init() throws {
+        path = FileManager.default.temporaryDirectory
+            .appendingPathComponent("carteira-test-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    func remove() {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}
+
+/// A real server on 127.0.0.1, port 0, with a real journal directory.
+struct TestServer {
+    let server: CarteiraServer
+    let task: Task<Void, any Error>
+
+    var port: Int { server.port }
+
+    static func start(
+        journal: String, keyTTLSeconds: Int64 = 180, keyGraceSeconds: Int64 = 30, maximumClients: Int = 10_000,
+        initialBalance: Centavos = Centavos(10_000)
+    ) async throws -> TestServer {
+        var logger = Logger(label: "test-server")
+        logger.logLevel = .warning
+        let configuration = ServerConfiguration(
+            host: "127.0.0.1", port: 0, journalDirectory: journal, initialBalance: initialBalance,
+            keyPolicy: KeyPolicy(ttlSeconds: keyTTLSeconds, graceSeconds: keyGraceSeconds),
+            maximumClients: maximumClients, shutdownGraceSeconds: 5)
+        let server = try await CarteiraServer.start(configuration: configuration, logger: logger)
+        let task = Task { try await server.run() }
+        return TestServer(server: server, task: task)
+    }
+
+    /// Stops gracefully and waits until the journal is closed.
+    func stop() async throws {
+        server.shutdown()
+        try await task.value
+    }
+}
+
+/// Hands every line a peer receives to an async stream.
+private final class LineCollector: ChannelInboundHandler {
+    typealias InboundIn = InboundFrame
+    let continuation: AsyncThrowingStream<String, any Error>.Continuation
+
+    init(continuation: AsyncThrowingStream<String, any Error>.Continuation) {
+        self.continuation = continuation
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case let .line(buffer) = unwrapInboundIn(data) { continuation.yield(String(buffer: buffer)) }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        continuation.finish()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        continuation.finish(throwing: error)
+        context.close(promise: nil)
+    }
+}
+
+/// A peer speaking the line protocol over a real socket, as `nc` would.
+final class TestPeer {
+    private let channel: any Channel
+    private var lines: AsyncThrowingStream<String, any Error>.AsyncIterator
+    /// `EVT|` lines seen while waiting for answers.
+    private(set) var pushes: [String] = []
+
+    init(port: Int) async throws {
+        let (stream, continuation) = AsyncThrowingStream<String, any Error>.makeStream()
+        self.channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        ByteToMessageHandler(LineFrameDecoder(maximumLineBytes: 1 << 20)))
+                    try channel.pipeline.syncOperations.addHandler(LineCollector(continuation: continuation))
+                }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
+        self.lines = stream.makeAsyncIterator()
+    }
+
+    func write(_ text: String) async throws {
+        try await channel.writeAndFlush(ByteBuffer(string: text))
+    }
+
+    func writeBytes(_ bytes: [UInt8]) async throws {
+        try await channel.writeAndFlush(ByteBuffer(bytes: bytes))
+    }
+
+    /// The next line from the server, pushes included; `nil` once closed.
+    func nextLine() async throws -> String? {
+        try await lines.next()
+    }
+
+    /// The next line that is not a push.
+    func nextAnswer() async throws -> String? {
+        while let line = try await nextLine() {
+            if line.hasPrefix("EVT|") { pushes.append(line) } else { return line }
+        }
+        return nil
+    }
+
+    /// Sends one request line and returns its (first) answer line.
+    func request(_ line: String) async throws -> String {
+        try await write(line + "\n")
+        return try #require(try await nextAnswer(), "connection closed before answering \(line)")
+    }
+
+    /// The next push, from those already seen or from the wire.
+    func nextPush() async throws -> String? {
+        if !pushes.isEmpty { return pushes.removeFirst() }
+        return try await nextLine()
+    }
+
+    func close() async {
+        try? await channel.close()
+    }
+
+    /// Registers `name`; returns (token, key, cents).
+    func register(_ name: String) async throws -> (token: String, key: String, cents: Int64) {
+        let fields = try await request("REGISTER|\(name)").split(separator: "|").map(String.init)
+        try #require(fields.count == 5 && fields[0] == "OK", "REGISTER failed: \(fields)")
+        return (fields[2], fields[3], try #require(Int64(fields[4])))
+    }
+}
+
+/// Splits an answer into its fields.
+func fields(_ line: String) -> [String] {
+    line.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
+}
+
+/// The error code of an `ERR|` line, or `nil`.
+func errorCode(_ line: String) -> String? {
+    let parts = fields(line)
+    return parts.first == "ERR" && parts.count >= 2 ? parts[1] : nil
+}
+
+/// Polls `condition` until it holds or `seconds` pass.
+func eventually(
+    within seconds: Double = 5, _ condition: () async throws -> Bool
+) async rethrows -> Bool {
+    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(20))
+    }
+    return try await condition()
+}

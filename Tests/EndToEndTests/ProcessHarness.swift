@@ -1,0 +1,180 @@
+import Foundation
+import Synchronization
+import Testing
+
+/// Where `swift build` put the package's executables: next to the test bundle.
+let productsDirectory: URL = {
+    let bundle = Bundle.main.bundleURL
+    for candidate in [bundle, bundle.deletingLastPathComponent()] {
+        if FileManager.default.fileExists(atPath: candidate.appendingPathComponent("carteira-server").path) {
+            return candidate
+        }
+    }
+    // Fallback: the package's default build folder.
+    return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent(".build/debug")
+}()
+
+/// Collects everything a pipe delivers, from a background handler.
+final class OutputCollector: Sendable {
+    let pipe = Pipe()
+    private let data = Mutex(Data())
+    private let closed = Mutex(false)
+
+    init() {
+        pipe.fileHandleForReading.readabilityHandler = { [self] handle in
+            let chunk = handle.availableData
+            if chunk.isEmpty {
+                handle.readabilityHandler = nil
+                closed.withLock { $0 = true }
+            } else {
+                data.withLock { $0.append(chunk) }
+            }
+        }
+    }
+
+    var text: String { data.withLock { String(decoding: $0, as: UTF8.self) } }
+    var isClosed: Bool { closed.withLock { $0 } }
+}
+
+/// A program of the package run as a child process with piped standard streams.
+final class ChildProcess: Sendable {
+    let process: Process
+    let output = OutputCollector()
+    let errors = OutputCollector()
+    let input = Pipe()
+
+    init(_ program: String, _ arguments: [String], environment: [String: String] = [:], directory: String? = nil)
+        throws
+    {
+        process = Process()
+        process.executableURL = productsDirectory.appendingPathComponent(program)
+        process.arguments = arguments
+        var merged = ProcessInfo.processInfo.environment
+        for (key, value) in environment { merged[key] = value }
+        process.environment = merged
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+        process.standardOutput = output.pipe
+        process.standardError = errors.pipe
+        process.standardInput = input
+        try process.run()
+    }
+
+    func write(_ text: String) {
+        input.fileHandleForWriting.write(Data(text.utf8))
+    }
+
+    func closeInput() {
+        try? input.fileHandleForWriting.close()
+    }
+
+    func signal(_ signal: Int32) {
+        kill(process.processIdentifier, signal)
+    }
+
+    /// Waits for the exit (with a deadline) and returns the status.
+    func exitStatus(within seconds: Double = 20) async -> Int32? {
+        let exited = await eventually(within: seconds) { !process.isRunning }
+        guard exited else {
+            process.terminate()
+            return nil
+        }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    /// Waits until standard output holds a line matching `predicate`.
+    func waitForOutput(within seconds: Double = 20, _ predicate: (String) -> Bool) async -> Bool {
+        await eventually(within: seconds) { predicate(output.text) }
+    }
+}
+
+/// Polls `condition` until it holds or `seconds` pass.
+func eventually(within seconds: Double = 5, _ condition: () async throws -> Bool) async rethrows -> Bool {
+    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(20))
+    }
+    return try await condition()
+}
+
+/// A fresh folder under the temporary directory.
+func makeTemporaryDirectory() throws -> String {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("carteira-e2e-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+/// `carteira-server` started on port 0 with a journal in `journal`.
+final class ServerProcess: Sendable {
+    let child: ChildProcess
+    let port: Int
+
+    init(journal: String, extra: [String] = ["--no-console"]) async throws {
+        child = try ChildProcess("carteira-server", ["--port", "0", "--journal", journal] + extra)
+        let started = await child.waitForOutput { $0.contains("listening on") }
+        try #require(started, "server did not start: \(child.errors.text)")
+        let text = child.output.text
+        let portText = try #require(
+            text.split(separator: "\n").first { $0.contains("listening on") }?
+                .split(separator: ":").dropFirst().first?.split(separator: " ").first)
+        port = try #require(Int(portText))
+    }
+
+    /// SIGTERM, then the exit status.
+    func stop() async -> Int32? {
+        child.signal(SIGTERM)
+        return await child.exitStatus()
+    }
+}
+
+/// A blocking line client for process tests (plain sockets, small and
+/// bounded by a receive timeout).
+final class LineSocket {
+    private let descriptor: Int32
+    private var buffer: [UInt8] = []
+
+    init(port: Int) throws {
+        descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        try #require(connected == 0, "cannot connect to port \(port)")
+    }
+
+    deinit { close(descriptor) }
+
+    func send(_ text: String) {
+        let bytes = Array(text.utf8)
+        _ = bytes.withUnsafeBytes { Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    /// The next line, or `nil` on close or after the 10 s receive timeout.
+    func readLine() -> String? {
+        while true {
+            if let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = String(decoding: buffer[..<newline], as: UTF8.self)
+                buffer.removeSubrange(...newline)
+                return line
+            }
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            let count = chunk.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
+            guard count > 0 else { return nil }
+            buffer.append(contentsOf: chunk[..<count])
+        }
+    }
+
+    func request(_ line: String) -> String? {
+        send(line + "\n")
+        return readLine()
+    }
+}

@@ -1,0 +1,40 @@
+import Foundation
+import Testing
+
+@Suite("carteira-server run as a process", .timeLimit(.minutes(2)))
+struct ServerProcessTests {
+    @Test("It prints the port it bound, serves peers, and stops on SIGTERM with exit 0 and a durable journal")
+    func serveAndStop() async throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let journal = directory + "/journal"
+        let server = try await ServerProcess(journal: journal)
+        let peer = try LineSocket(port: server.port)
+        let registered = try #require(peer.request("REGISTER|alice"))
+        #expect(registered.hasPrefix("OK|alice|"))
+        #expect(await server.stop() == 0)
+        let text = try String(contentsOfFile: journal + "/ledger.journal", encoding: .utf8)
+        #expect(text.contains("type=registered machine=alice "))
+    }
+
+    @Test("A second server on the same journal refuses to start and names the holder's PID")
+    func lockRefusesSecondServer() async throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let journal = directory + "/journal"
+        let first = try await ServerProcess(journal: journal)
+        let second = try ChildProcess("carteira-server", ["--port", "0", "--journal", journal, "--no-console"])
+        let status = await second.exitStatus()
+        #expect(status != nil && status != 0)
+        #expect(second.errors.text.contains("\(first.child.process.processIdentifier)"))
+        #expect(await first.stop() == 0)
+    }
+
+    @Test("Bad flags are refused with a usage error before anything starts")
+    func badFlags() async throws {
+        for arguments in [["--initial-balance", "abc"], ["--key-ttl", "0"], ["--port", "70000"], ["--bogus"]] {
+            let child = try ChildProcess("carteira-server", arguments + ["--journal", "/nonexistent/never"])
+            #expect(await child.exitStatus() == 64, "\(arguments)")
+        }
+    }
+}

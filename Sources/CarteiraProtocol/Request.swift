@@ -57,7 +57,7 @@ public enum Request: Sendable, Hashable {
         var line = line
         if line.utf8.last == UInt8(ascii: "\r") { line = line.dropLast() }
         if line.isEmpty { return nil }
-        let fields = line.split(separator: "|", omittingEmptySubsequences: false)
+        let fields = wireFields(line)
         let command = fields[0].uppercased()
         let arguments = fields.dropFirst()
         func count(_ allowed: ClosedRange<Int>) -> Rejection? {
@@ -137,6 +137,13 @@ private func badName(_ text: Substring) -> Rejection {
 
 private func describe(_ range: ClosedRange<Int>) -> String {
     range.lowerBound == range.upperBound ? "\(range.lowerBound)" : "\(range.lowerBound)-\(range.upperBound)"
+}
+
+/// Splits a line at every `|` byte. Splitting by `Character` would miss a `|`
+/// that a combining mark joins into one grapheme (`|\u{301}`), leaving it
+/// inside a field.
+func wireFields(_ line: Substring) -> [Substring] {
+    line.utf8.split(separator: UInt8(ascii: "|"), omittingEmptySubsequences: false).map { Substring($0) }
 }
 
 /// Makes text safe for a wire field: no `|` and no line breaks.

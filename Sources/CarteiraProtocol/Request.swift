@@ -58,6 +58,11 @@ public enum Request: Sendable, Hashable {
         if line.utf8.last == UInt8(ascii: "\r") { line = line.dropLast() }
         if line.isEmpty { return nil }
         let fields = wireFields(line)
+        // ASCII only: Unicode case mapping and canonical equivalence would let
+        // `ſend` or a Kelvin sign `K` name a command.
+        guard fields[0].utf8.allSatisfy({ $0 < 0x80 }) else {
+            return .failure(Rejection(.unknownCommand, "unknown command \(sanitized(String(fields[0].prefix(32))))"))
+        }
         let command = fields[0].uppercased()
         let arguments = fields.dropFirst()
         func count(_ allowed: ClosedRange<Int>) -> Rejection? {

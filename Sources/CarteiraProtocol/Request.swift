@@ -152,6 +152,12 @@ func wireFields(_ line: Substring) -> [Substring] {
 }
 
 /// Makes text safe for a wire field: no `|` and no line breaks.
+/// Works on Unicode scalars: `\r\n` is one `Character`, and so is `|` with a
+/// combining mark, so a `Character` test would let both through.
 public func sanitized(_ text: String) -> String {
-    String(text.map { $0 == "|" || $0 == "\n" || $0 == "\r" ? "?" : $0 })
+    var scalars = String.UnicodeScalarView()
+    for scalar in text.unicodeScalars {
+        scalars.append(scalar == "|" || scalar == "\n" || scalar == "\r" ? "?" : scalar)
+    }
+    return String(scalars)
 }

@@ -116,6 +116,10 @@ public struct Ledger: Sendable {
             return .accept(Event(seq: seq, at: now, kind: .registered(registration)))
 
         case let .transfer(from, keyText, amount, requestID):
+            // `apply` refuses such an event, so `decide` must never yield one.
+            guard amount > .zero else {
+                return .reject(Rejection(.badAmount, "amount must be greater than zero"))
+            }
             guard let sender = machines[from] else {
                 return .reject(Rejection(.notLoggedIn, "machine \(from) is not registered"))
             }

@@ -23,6 +23,12 @@ public struct TokenBucket: Sendable, Hashable {
 
     private mutating func refill(now: Timestamp) {
         guard now > lastRefill else { return }
+        // A full bucket earns nothing: time spent full must not count towards
+        // the next token, or a burst gets one token more than the rate allows.
+        guard tokens < capacity else {
+            lastRefill = now
+            return
+        }
         let earned = (now.milliseconds - lastRefill.milliseconds) / refillMilliseconds
         guard earned > 0 else { return }
         if tokens + Int(clamping: earned) >= capacity {

@@ -57,7 +57,12 @@ public enum Request: Sendable, Hashable {
         var line = line
         if line.utf8.last == UInt8(ascii: "\r") { line = line.dropLast() }
         if line.isEmpty { return nil }
-        let fields = line.split(separator: "|", omittingEmptySubsequences: false)
+        let fields = wireFields(line)
+        // ASCII only: Unicode case mapping and canonical equivalence would let
+        // `ſend` or a Kelvin sign `K` name a command.
+        guard fields[0].utf8.allSatisfy({ $0 < 0x80 }) else {
+            return .failure(Rejection(.unknownCommand, "unknown command \(sanitized(String(fields[0].prefix(32))))"))
+        }
         let command = fields[0].uppercased()
         let arguments = fields.dropFirst()
         func count(_ allowed: ClosedRange<Int>) -> Rejection? {
@@ -139,7 +144,20 @@ private func describe(_ range: ClosedRange<Int>) -> String {
     range.lowerBound == range.upperBound ? "\(range.lowerBound)" : "\(range.lowerBound)-\(range.upperBound)"
 }
 
+/// Splits a line at every `|` byte. Splitting by `Character` would miss a `|`
+/// that a combining mark joins into one grapheme (`|\u{301}`), leaving it
+/// inside a field.
+func wireFields(_ line: Substring) -> [Substring] {
+    line.utf8.split(separator: UInt8(ascii: "|"), omittingEmptySubsequences: false).map { Substring($0) }
+}
+
 /// Makes text safe for a wire field: no `|` and no line breaks.
+/// Works on Unicode scalars: `\r\n` is one `Character`, and so is `|` with a
+/// combining mark, so a `Character` test would let both through.
 public func sanitized(_ text: String) -> String {
-    String(text.map { $0 == "|" || $0 == "\n" || $0 == "\r" ? "?" : $0 })
+    var scalars = String.UnicodeScalarView()
+    for scalar in text.unicodeScalars {
+        scalars.append(scalar == "|" || scalar == "\n" || scalar == "\r" ? "?" : scalar)
+    }
+    return String(scalars)
 }

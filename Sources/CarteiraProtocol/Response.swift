@@ -78,7 +78,7 @@ public enum Push: Sendable, Hashable {
 
     /// Parses an `EVT|...` line (without its ending); `nil` for anything else.
     public static func parse(_ line: Substring) -> Push? {
-        let fields = line.split(separator: "|", omittingEmptySubsequences: false)
+        let fields = wireFields(line)
         guard fields.first == "EVT", fields.count >= 2 else { return nil }
         switch fields[1] {
         case "received":
@@ -107,7 +107,7 @@ public enum ServerLine: Sendable, Hashable {
     public static func parse(_ line: Substring) -> ServerLine {
         var line = line
         if line.utf8.last == UInt8(ascii: "\r") { line = line.dropLast() }
-        let fields = line.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
+        let fields = wireFields(line).map(String.init)
         switch fields.first {
         case "OK": return .ok(Array(fields.dropFirst()))
         case "ERR":

@@ -244,6 +244,7 @@ public actor PeerSession {
     }
 
     /// Waits until the session is logged in and returns what the login said.
+    @discardableResult
     public func loggedIn() async throws -> Account {
         _ = try await readyConnection()
         guard let account else { throw ClientError.connectionLost }

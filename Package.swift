@@ -98,7 +98,7 @@ let package = Package(
         .testTarget(name: "CarteiraConsoleTests", dependencies: ["CarteiraConsole"], swiftSettings: swiftSettings),
         .testTarget(
             name: "CarteiraClientTests",
-            dependencies: ["CarteiraClient", "CarteiraServer"],
+            dependencies: ["CarteiraClient", "CarteiraServer", "carteira"],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "EndToEndTests", dependencies: ["CarteiraJournal"], swiftSettings: swiftSettings),

@@ -1,1 +1,1 @@
-print("carteira")
+await Carteira.runAsMain()

@@ -1,0 +1,65 @@
+import CarteiraCore
+import Foundation
+
+/// A JSON value, written with its keys in the order given.
+enum JSON {
+    case string(String)
+    case int(Int64)
+    case bool(Bool)
+    case array([JSON])
+    case object(KeyValuePairs<String, JSON>)
+    case fields([(String, JSON)])
+
+    var encoded: String {
+        switch self {
+        case let .string(text): return quoted(text)
+        case let .int(value): return String(value)
+        case let .bool(value): return value ? "true" : "false"
+        case let .array(items): return "[" + items.map(\.encoded).joined(separator: ",") + "]"
+        case let .object(pairs): return JSON.fields(pairs.map { ($0.key, $0.value) }).encoded
+        case let .fields(pairs): return "{" + pairs.map { quoted($0.0) + ":" + $0.1.encoded }.joined(separator: ",") + "}"
+        }
+    }
+}
+
+private func quoted(_ text: String) -> String {
+    var result = "\""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\"": result += "\\\""
+        case "\\": result += "\\\\"
+        case "\n": result += "\\n"
+        case "\r": result += "\\r"
+        case "\t": result += "\\t"
+        case _ where scalar.value < 0x20: result += String(format: "\\u%04x", scalar.value)
+        default: result.unicodeScalars.append(scalar)
+        }
+    }
+    return result + "\""
+}
+
+/// Prints results as text or as one JSON object a line.
+struct Output {
+    var json: Bool
+
+    func emit(text: @autoclosure () -> String, json object: @autoclosure () -> JSON) {
+        print(json ? object().encoded : text())
+        fflush(nil)
+    }
+
+    /// A failure on standard error: `code: message`, or `{"error":..,"message":..}`.
+    func fail(code: String, message: String) {
+        let line = json ? JSON.object(["error": .string(code), "message": .string(message)]).encoded : "carteira: \(code): \(message)"
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+func nowMilliseconds() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+/// `2m 41s` until `expires` (or `now` when it has passed).
+func timeLeft(until expires: Timestamp, now: Int64 = nowMilliseconds()) -> String {
+    let seconds = max(0, (expires.milliseconds - now + 999) / 1000)
+    if seconds == 0 { return "now" }
+    return seconds >= 60 ? "\(seconds / 60)m \(seconds % 60)s" : "\(seconds)s"
+}

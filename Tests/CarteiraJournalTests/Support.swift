@@ -166,13 +166,13 @@ struct LedgerSnapshot: Equatable {
 }
 
 /// Polls `condition` until it holds or `seconds` pass.
-func waitUntil(seconds: Double = 5, _ condition: () -> Bool) async throws -> Bool {
+func waitUntil(seconds: Double = 5, _ condition: () async -> Bool) async throws -> Bool {
     let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int(seconds * 1000)))
     while ContinuousClock.now < deadline {
-        if condition() { return true }
+        if await condition() { return true }
         try await Task.sleep(for: .milliseconds(2))
     }
-    return condition()
+    return await condition()
 }
 
 struct InjectedFailure: Error {}

@@ -30,7 +30,8 @@ public final class JournalLock: Sendable {
         let path = directory + "/" + Journal.lockFileName
         let descriptor = try Posix.open(path, O_RDWR | O_CREAT | O_CLOEXEC)
         guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
-            let failure = errno == EWOULDBLOCK ? JournalError.lockHeld(pid: readPID(descriptor)) : Posix.error("lock", path)
+            let failure =
+                errno == EWOULDBLOCK ? JournalError.lockHeld(pid: readPID(descriptor)) : Posix.error("lock", path)
             close(descriptor)
             throw failure
         }

@@ -29,7 +29,8 @@ public enum JournalReport {
     public static func machineJSON(_ ledger: Ledger) -> String {
         let objects = sortedMachines(ledger).map { machine in
             // Names and keys are plain ASCII without quotes or backslashes.
-            "  {\"machine\": \"\(machine.name.text)\", \"balance_cents\": \(machine.balance.value), \"key\": \"\(machine.key.text)\"}"
+            "  {\"machine\": \"\(machine.name.text)\", \"balance_cents\": \(machine.balance.value),"
+                + " \"key\": \"\(machine.key.text)\"}"
         }
         return objects.isEmpty ? "[]\n" : "[\n" + objects.joined(separator: ",\n") + "\n]\n"
     }

@@ -38,7 +38,9 @@ enum JournalScanner {
     static let maxLineBytes = 4096
     static let chunkBytes = 1 << 20
 
-    static func scan(path: String, policy: KeyPolicy, passOverIncompleteLine: Bool) throws(JournalError) -> JournalScan {
+    static func scan(
+        path: String, policy: KeyPolicy, passOverIncompleteLine: Bool
+    ) throws(JournalError) -> JournalScan {
         var scan = JournalScan(
             ledger: Ledger(policy: policy), lastHash: Array(JournalCodec.zeroHash.utf8), goodEnd: 0, torn: false,
             passedOverIncompleteLine: false, fileExisted: false, fileSize: 0)

@@ -23,6 +23,8 @@ public struct JournalStatistics: Sendable, Hashable {
 ///
 /// After a failed write or sync nothing more is ever acknowledged: every
 /// current and later `waitDurable` throws `.closed`.
+///
+/// The writer thread keeps the writer alive until `shutdown()`.
 public final class JournalWriter: Sendable {
     /// The appender's end of the hash chain.
     private struct Chain {
@@ -30,7 +32,11 @@ public final class JournalWriter: Sendable {
         var lastHash: [UInt8]
     }
 
-    private typealias Waiter = (seq: Int64, continuation: CheckedContinuation<Result<Void, JournalError>, Never>)
+    private struct Waiter {
+        typealias Continuation = CheckedContinuation<Result<Void, JournalError>, Never>
+        var seq: Int64
+        var continuation: Continuation
+    }
 
     private struct State {
         var pending: [UInt8] = []
@@ -118,10 +124,10 @@ public final class JournalWriter: Sendable {
     /// Not cancellable: the answer depends on the disk, not on the caller.
     public func waitDurable(through seq: Int64) async throws(JournalError) {
         if let settled = state.withLock({ $0.settled(seq) }) { return try settled.get() }
-        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<Void, JournalError>, Never>) in
+        let result = await withCheckedContinuation { (continuation: Waiter.Continuation) in
             let settled = state.withLock { state in
                 let settled = state.settled(seq)
-                if settled == nil { state.waiters.append((seq, continuation)) }
+                if settled == nil { state.waiters.append(Waiter(seq: seq, continuation: continuation)) }
                 return settled
             }
             if let settled { continuation.resume(returning: settled) }

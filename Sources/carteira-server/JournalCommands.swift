@@ -62,7 +62,7 @@ extension JournalCommand {
         func run() throws {
             let cut = try reportingFailure { try JournalRepair.repair(directory: journal.directory) }
             if let cut {
-                print("cut \(cut.bytes) bytes of torn tail at byte \(cut.offset); they are kept in ledger.journal.torn-*")
+                print("cut \(cut.bytes) bytes of torn tail at byte \(cut.offset), kept in ledger.journal.torn-*")
             } else {
                 print("nothing to repair: the journal ends with a whole line")
             }

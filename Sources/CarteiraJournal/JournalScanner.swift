@@ -39,7 +39,7 @@ enum JournalScanner {
     static let chunkBytes = 1 << 20
 
     static func scan(
-        path: String, policy: KeyPolicy, passOverIncompleteLine: Bool
+        path: String, policy: KeyPolicy, passOverIncompleteLine: Bool, chunkBytes: Int = chunkBytes
     ) throws(JournalError) -> JournalScan {
         var scan = JournalScan(
             ledger: Ledger(policy: policy), lastHash: Array(JournalCodec.zeroHash.utf8), goodEnd: 0, torn: false,

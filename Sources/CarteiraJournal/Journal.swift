@@ -1,0 +1,187 @@
+public import CarteiraCore
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// A journal opened by the server: the replayed state, the writer that
+/// appends after the last good line, and the lock that keeps other servers
+/// out.
+public struct OpenedJournal: Sendable {
+    public let ledger: Ledger
+    public let writer: JournalWriter
+    /// Held until `release()` or the process exits.
+    public let lock: JournalLock
+    /// `DIR/ledger.journal`.
+    public let journalPath: String
+    /// Where a torn tail was cut, if one was: the server logs a warning.
+    public let tornTailCutAt: Int64?
+    /// Where the cut bytes were kept, beside the journal.
+    public let tornTailKeptAt: String?
+    /// The journal was new or empty, and the genesis line was written.
+    public let genesisWritten: Bool
+}
+
+public enum Journal {
+    public static let fileName = "ledger.journal"
+    public static let lockFileName = "LOCK"
+
+    /// Creates `directory` if missing, takes the lock (or throws
+    /// `.lockHeld`), replays the whole journal, cuts a torn tail (keeping the
+    /// cut bytes in `ledger.journal.torn-<unix ms>`), writes and syncs the
+    /// genesis line for a new or empty journal, and starts the writer.
+    /// Any other damage throws `.corrupt(line:reason:)` and changes nothing
+    /// on disk.
+    ///
+    /// `storage` opens the journal file for appending (tests inject faults
+    /// here); by default `PosixJournalStorage`.
+    public static func open(
+        directory: String, policy: KeyPolicy, now: Timestamp,
+        storage makeStorage: ((String) throws -> any JournalStorage)? = nil
+    ) throws(JournalError) -> OpenedJournal {
+        try Posix.makeDirectories(directory)
+        let lock = try JournalLock.acquire(directory: directory)
+        do throws(JournalError) {
+            let path = journalPath(in: directory)
+            var scan = try JournalScanner.scan(path: path, policy: policy, passOverIncompleteLine: false)
+            let storage: any JournalStorage
+            do {
+                storage = try makeStorage?(path) ?? PosixJournalStorage(path: path)
+            } catch {
+                throw error as? JournalError ?? .io("open \(path): \(error)")
+            }
+            var tornTailCutAt: Int64?
+            var tornTailKeptAt: String?
+            if scan.torn {
+                tornTailKeptAt = try keepTail(of: path, from: scan.goodEnd, milliseconds: now.milliseconds)
+                try perform { try storage.truncate(to: scan.goodEnd) }
+                try perform { try storage.sync() }
+                tornTailCutAt = scan.goodEnd
+            }
+            let genesisWritten = scan.ledger.lastSeq < 0
+            if genesisWritten {
+                let genesis = Event(seq: 0, at: now, kind: .genesis)
+                let (line, hash) = JournalCodec.encode(genesis, previousHash: JournalCodec.zeroHash)
+                try perform { try storage.append(Array(line.utf8)) }
+                try perform { try storage.sync() }
+                if !scan.fileExisted { try Posix.syncDirectory(directory) }
+                do {
+                    try scan.ledger.apply(genesis)
+                } catch {
+                    preconditionFailure("the genesis line applies to an empty ledger: \(error)")
+                }
+                scan.lastHash = Array(hash.utf8)
+            }
+            let size = try perform { try storage.size() }
+            let writer = JournalWriter(
+                storage: storage, lastSeq: scan.ledger.lastSeq, lastHash: scan.lastHash, fileSize: size)
+            return OpenedJournal(
+                ledger: scan.ledger, writer: writer, lock: lock, journalPath: path, tornTailCutAt: tornTailCutAt,
+                tornTailKeptAt: tornTailKeptAt, genesisWritten: genesisWritten)
+        } catch {
+            lock.release()
+            throw error
+        }
+    }
+
+    static func journalPath(in directory: String) -> String {
+        directory + "/" + fileName
+    }
+
+    /// Runs a storage call, keeping `JournalError`s and wrapping others.
+    static func perform<T>(_ body: () throws -> T) throws(JournalError) -> T {
+        do {
+            return try body()
+        } catch {
+            throw error as? JournalError ?? .io("\(error)")
+        }
+    }
+
+    /// Copies the bytes of `path` from `offset` to its end into a new,
+    /// synced file `<path>.torn-<milliseconds>` and returns its path, so a
+    /// cut never destroys anything an operator may want to look at.
+    static func keepTail(of path: String, from offset: Int64, milliseconds: Int64) throws(JournalError) -> String {
+        let keptPath = "\(path).torn-\(milliseconds)"
+        let source = try Posix.open(path, O_RDONLY | O_CLOEXEC)
+        defer { close(source) }
+        let target = try Posix.open(keptPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC)
+        defer { close(target) }
+        let capacity = 1 << 16
+        let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: capacity)
+        defer { buffer.deallocate() }
+        var position = offset
+        while true {
+            let count = try Posix.read(source, into: buffer, count: capacity, at: position, what: path)
+            if count == 0 { break }
+            try Posix.writeAll(target, Array(UnsafeBufferPointer(start: buffer, count: count)), what: keptPath)
+            position += Int64(count)
+        }
+        try Posix.sync(target, what: keptPath)
+        return keptPath
+    }
+}
+
+/// What `verify` found in a journal that checks.
+public struct VerifySummary: Sendable {
+    /// Lines, the genesis line included.
+    public var events: Int
+    public var machines: Int
+    public var transfers: Int
+    public var totalMoney: Centavos
+    public var lastSeq: Int64
+    public var lastHash: String
+    public var ledger: Ledger
+    /// A live server's incomplete last line was passed over.
+    public var passedOverIncompleteLine: Bool
+}
+
+public enum JournalVerifier {
+    /// Read-only: checks everything replay checks. While a live server
+    /// holds the lock, an incomplete last line is passed over (it is still
+    /// being written); otherwise a torn tail is `.tornTail(offset)`.
+    public static func verify(directory: String) throws(JournalError) -> VerifySummary {
+        let path = try existingJournal(in: directory)
+        let live = JournalLock.isHeld(directory: directory)
+        let scan = try JournalScanner.scan(path: path, policy: KeyPolicy(), passOverIncompleteLine: live)
+        if scan.torn { throw .tornTail(offset: scan.goodEnd) }
+        let ledger = scan.ledger
+        if let violation = ledger.checkInvariants() {
+            throw .corrupt(line: ledger.eventCount, reason: "ledger invariant broken: \(violation.message)")
+        }
+        return VerifySummary(
+            events: ledger.eventCount, machines: ledger.machines.count, transfers: ledger.transfers.count,
+            totalMoney: ledger.totalMoney, lastSeq: ledger.lastSeq, lastHash: scan.lastHashText, ledger: ledger,
+            passedOverIncompleteLine: scan.passedOverIncompleteLine)
+    }
+
+    static func existingJournal(in directory: String) throws(JournalError) -> String {
+        let path = Journal.journalPath(in: directory)
+        guard Posix.fileExists(path) else { throw .io("no journal at \(path)") }
+        return path
+    }
+}
+
+public enum JournalRepair {
+    /// Takes the lock (refusing with `.lockHeld` while a server holds it),
+    /// cuts a torn tail only, keeping the removed bytes in
+    /// `DIR/ledger.journal.torn-<unix ms>`, and syncs. Returns where the cut
+    /// was made and how many bytes it removed; nil when there was nothing to
+    /// cut. Any other damage throws `.corrupt(line:reason:)` and changes
+    /// nothing.
+    public static func repair(directory: String) throws(JournalError) -> (offset: Int64, bytes: Int)? {
+        let path = try JournalVerifier.existingJournal(in: directory)
+        let lock = try JournalLock.acquire(directory: directory)
+        defer { lock.release() }
+        let scan = try JournalScanner.scan(path: path, policy: KeyPolicy(), passOverIncompleteLine: false)
+        guard scan.torn else { return nil }
+        _ = try Journal.keepTail(of: path, from: scan.goodEnd, milliseconds: Posix.nowMilliseconds())
+        let descriptor = try Posix.open(path, O_WRONLY | O_CLOEXEC)
+        defer { close(descriptor) }
+        guard ftruncate(descriptor, off_t(scan.goodEnd)) == 0 else { throw Posix.error("truncate", path) }
+        try Posix.sync(descriptor, what: path)
+        try Posix.syncDirectory(directory)
+        return (scan.goodEnd, Int(scan.fileSize - scan.goodEnd))
+    }
+}

@@ -1,0 +1,297 @@
+public import CarteiraCore
+import Crypto
+
+/// Journal format version 1 (JOURNAL.md): one event a line in logfmt, fields
+/// in a fixed order, each line ending in ` hash=<64 hex>` that chains it to
+/// the line before.
+///
+/// Decoding is strict (exact field names in order, canonical integers,
+/// lower-case hex) and works on UTF-8 bytes, because replay runs it on every
+/// line of the journal at start-up.
+public enum JournalCodec {
+    /// The `hash` the genesis line chains to.
+    public static let zeroHash = String(repeating: "0", count: 64)
+    /// The `format=` value of the genesis line.
+    public static let formatVersion = "carteira-journal/1"
+
+    /// The line for `event` (ending in `"\n"`) and its `hash` value.
+    public static func encode(_ event: Event, previousHash: String) -> (line: String, hash: String) {
+        var text = encodedText(event)
+        let hash = chainHash(previousHash: Array(previousHash.utf8), text: &text)
+        let hashText = String(decoding: hash, as: UTF8.self)
+        return (text + " hash=" + hashText + "\n", hashText)
+    }
+
+    /// Decodes one line (a single trailing `"\n"` is allowed) and checks that
+    /// it chains to `previousHash`. Does not check `seq` against the line
+    /// before or any ledger rule: that is the replay's job.
+    public static func decode(_ line: Substring, previousHash: String) throws(JournalFormatError) -> (
+        event: Event, hash: String
+    ) {
+        var bytes = Array(line.utf8)
+        if bytes.last == newline { bytes.removeLast() }
+        let previous = Array(previousHash.utf8)
+        guard previous.count == hashLength, previous.allSatisfy(isLowerHexDigit) else {
+            throw JournalFormatError("previous hash is not 64 lower-case hex digits")
+        }
+        let event = try bytes.withUnsafeBufferPointer { (line) throws(JournalFormatError) -> Event in
+            try previous.withUnsafeBufferPointer { (previous) throws(JournalFormatError) -> Event in
+                try decodeLine(line, previousHash: previous)
+            }
+        }
+        return (event, String(decoding: bytes.suffix(hashLength), as: UTF8.self))
+    }
+
+    // MARK: Encoding
+
+    /// The line's text up to, not including, ` hash=`.
+    static func encodedText(_ event: Event) -> String {
+        let head = "seq=\(event.seq) at=\(event.at.iso8601) type="
+        switch event.kind {
+        case .genesis:
+            return head + "genesis format=\(formatVersion)"
+        case let .registered(r):
+            return head
+                + "registered machine=\(r.machine.text) key=\(r.key.text) expires=\(r.expires.iso8601)"
+                + " token=\(r.tokenDigest.text) balance=\(r.balance.value)"
+        case let .transfer(t):
+            return head
+                + "transfer tx=\(t.tx.text) from=\(t.from.text) to=\(t.to.text) key=\(t.key.text)"
+                + " amount=\(t.amount.value) req=\(t.requestID?.text ?? "-")"
+        case let .keyRotated(k):
+            return head
+                + "key_rotated machine=\(k.machine.text) key=\(k.key.text) expires=\(k.expires.iso8601)"
+                + " reason=\(k.reason.rawValue)"
+        }
+    }
+
+    /// The lower-case hex SHA-256 of `previousHash + " " + text`, as 64 bytes.
+    static func chainHash(previousHash: [UInt8], text: inout String) -> [UInt8] {
+        var hasher = SHA256()
+        previousHash.withUnsafeBytes { hasher.update(bufferPointer: $0) }
+        withUnsafeBytes(of: space) { hasher.update(bufferPointer: $0) }
+        text.withUTF8 { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }
+        var hex = [UInt8](repeating: 0, count: hashLength)
+        hasher.finalize().withUnsafeBytes { digest in
+            for (index, byte) in digest.enumerated() {
+                hex[2 * index] = hexDigit(byte >> 4)
+                hex[2 * index + 1] = hexDigit(byte & 0x0F)
+            }
+        }
+        return hex
+    }
+
+    // MARK: Decoding
+
+    static let hashLength = 64
+    /// ` hash=` and the 64 hex digits that end every line.
+    static let hashSuffixLength = 6 + hashLength
+
+    /// Decodes `line` (without its `"\n"`) and checks its hash against
+    /// `previousHash` (64 hex bytes). The line's own hash is its last 64 bytes.
+    static func decodeLine(
+        _ line: UnsafeBufferPointer<UInt8>, previousHash: UnsafeBufferPointer<UInt8>
+    ) throws(JournalFormatError) -> Event {
+        let textCount = line.count - hashSuffixLength
+        guard textCount > 0, matches(line, at: textCount, " hash=") else {
+            throw JournalFormatError("the line does not end with hash=<64 hex>")
+        }
+        for index in (textCount + 6)..<line.count where !isLowerHexDigit(line[index]) {
+            throw JournalFormatError("the line does not end with hash=<64 hex>")
+        }
+        let text = UnsafeBufferPointer(rebasing: line[0..<textCount])
+        guard hashMatches(line, previousHash: previousHash, text: text) else {
+            throw JournalFormatError("hash does not match: the line or one before it was changed")
+        }
+        return try decodeFields(text)
+    }
+
+    private static func hashMatches(
+        _ line: UnsafeBufferPointer<UInt8>, previousHash: UnsafeBufferPointer<UInt8>, text: UnsafeBufferPointer<UInt8>
+    ) -> Bool {
+        var hasher = SHA256()
+        hasher.update(bufferPointer: UnsafeRawBufferPointer(previousHash))
+        withUnsafeBytes(of: space) { hasher.update(bufferPointer: $0) }
+        hasher.update(bufferPointer: UnsafeRawBufferPointer(text))
+        let stored = line.count - hashLength
+        return hasher.finalize().withUnsafeBytes { digest in
+            for (index, byte) in digest.enumerated() {
+                guard line[stored + 2 * index] == hexDigit(byte >> 4),
+                    line[stored + 2 * index + 1] == hexDigit(byte & 0x0F)
+                else { return false }
+            }
+            return true
+        }
+    }
+
+    private static func decodeFields(_ text: UnsafeBufferPointer<UInt8>) throws(JournalFormatError) -> Event {
+        var fields = FieldCursor(bytes: text)
+        guard let seq = canonicalInteger(try fields.next("seq")) else {
+            throw JournalFormatError("seq is not a canonical non-negative integer")
+        }
+        let at = try fields.timestamp("at")
+        let type = try fields.next("type")
+        let kind: Event.Kind
+        if equals(type, "genesis") {
+            let format = try fields.next("format")
+            guard equals(format, formatVersion) else {
+                throw JournalFormatError("unsupported format \(string(format))")
+            }
+            kind = .genesis
+        } else if equals(type, "registered") {
+            let machine = try fields.machine("machine")
+            let key = try fields.key("key")
+            let expires = try fields.timestamp("expires")
+            guard let token = TokenDigest(string(try fields.next("token"))) else {
+                throw JournalFormatError("token is not 64 lower-case hex digits")
+            }
+            let balance = try fields.centavos("balance")
+            kind = .registered(
+                Event.Registration(machine: machine, key: key, expires: expires, tokenDigest: token, balance: balance))
+        } else if equals(type, "transfer") {
+            guard let tx = TxID(string(try fields.next("tx"))) else {
+                throw JournalFormatError("tx is not a transfer id")
+            }
+            let from = try fields.machine("from")
+            let to = try fields.machine("to")
+            let key = try fields.key("key")
+            let amount = try fields.centavos("amount")
+            let req = try fields.next("req")
+            var requestID: RequestID?
+            if !equals(req, "-") {
+                guard let id = RequestID(string(req)) else { throw JournalFormatError("req is not a request id") }
+                requestID = id
+            }
+            kind = .transfer(
+                Event.Transfer(tx: tx, from: from, to: to, key: key, amount: amount, requestID: requestID))
+        } else if equals(type, "key_rotated") {
+            let machine = try fields.machine("machine")
+            let key = try fields.key("key")
+            let expires = try fields.timestamp("expires")
+            guard let reason = KeyRotationReason(rawValue: string(try fields.next("reason"))) else {
+                throw JournalFormatError("reason is not expired, request or admin")
+            }
+            kind = .keyRotated(Event.KeyRotation(machine: machine, key: key, expires: expires, reason: reason))
+        } else {
+            throw JournalFormatError("unknown type \(string(type))")
+        }
+        try fields.finish()
+        return Event(seq: seq, at: at, kind: kind)
+    }
+}
+
+/// Walks `name=value` fields separated by single spaces, in a fixed order.
+private struct FieldCursor {
+    let bytes: UnsafeBufferPointer<UInt8>
+    var position = 0
+
+    /// The value of the next field, which must be called `name`.
+    mutating func next(_ name: StaticString) throws(JournalFormatError) -> UnsafeBufferPointer<UInt8> {
+        if position > 0 {
+            guard position < bytes.count, bytes[position] == space else {
+                throw JournalFormatError("missing field \(name)")
+            }
+            position += 1
+        }
+        let nameLength = name.utf8CodeUnitCount
+        guard bytes.count - position > nameLength, matches(bytes, at: position, name),
+            bytes[position + nameLength] == equalsSign
+        else { throw JournalFormatError("expected field \(name)= here") }
+        let start = position + nameLength + 1
+        var end = start
+        while end < bytes.count, bytes[end] != space {
+            let byte = bytes[end]
+            guard byte > space, byte < 0x7F, byte != equalsSign, byte != bar, byte != quote else {
+                throw JournalFormatError("\(name) holds a character a value may not hold")
+            }
+            end += 1
+        }
+        guard end > start else { throw JournalFormatError("\(name) is empty") }
+        position = end
+        return UnsafeBufferPointer(rebasing: bytes[start..<end])
+    }
+
+    mutating func finish() throws(JournalFormatError) {
+        guard position == bytes.count else { throw JournalFormatError("unexpected text after the last field") }
+    }
+
+    mutating func timestamp(_ name: StaticString) throws(JournalFormatError) -> Timestamp {
+        guard let value = Timestamp(iso8601: string(try next(name))) else {
+            throw JournalFormatError("\(name) is not a UTC time with milliseconds")
+        }
+        return value
+    }
+
+    mutating func machine(_ name: StaticString) throws(JournalFormatError) -> MachineName {
+        guard let value = MachineName(string(try next(name))) else {
+            throw JournalFormatError("\(name) is not a machine name")
+        }
+        return value
+    }
+
+    mutating func key(_ name: StaticString) throws(JournalFormatError) -> PaymentKey {
+        let text = try next(name)
+        // PaymentKey folds upper case; the journal only ever holds lower case.
+        guard !text.contains(where: { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }),
+            let value = PaymentKey(string(text))
+        else { throw JournalFormatError("\(name) is not a lower-case UUID v4") }
+        return value
+    }
+
+    mutating func centavos(_ name: StaticString) throws(JournalFormatError) -> Centavos {
+        guard let value = canonicalInteger(try next(name)) else {
+            throw JournalFormatError("\(name) is not a canonical non-negative integer")
+        }
+        return Centavos(value)
+    }
+}
+
+private let space = UInt8(ascii: " ")
+private let equalsSign = UInt8(ascii: "=")
+private let bar = UInt8(ascii: "|")
+private let quote = UInt8(ascii: "\"")
+let newline = UInt8(ascii: "\n")
+
+@inline(__always)
+func hexDigit(_ nibble: UInt8) -> UInt8 {
+    nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10
+}
+
+func isLowerHexDigit(_ byte: UInt8) -> Bool {
+    (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "f"))
+}
+
+private func string(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
+    String(decoding: bytes, as: UTF8.self)
+}
+
+private func matches(_ bytes: UnsafeBufferPointer<UInt8>, at offset: Int, _ literal: StaticString) -> Bool {
+    let count = literal.utf8CodeUnitCount
+    guard offset >= 0, bytes.count - offset >= count else { return false }
+    for index in 0..<count where bytes[offset + index] != literal.utf8Start[index] {
+        return false
+    }
+    return true
+}
+
+private func equals(_ bytes: UnsafeBufferPointer<UInt8>, _ literal: StaticString) -> Bool {
+    bytes.count == literal.utf8CodeUnitCount && matches(bytes, at: 0, literal)
+}
+
+private func equals(_ bytes: UnsafeBufferPointer<UInt8>, _ text: String) -> Bool {
+    bytes.elementsEqual(text.utf8)
+}
+
+/// Digits only, no sign, no leading zero (except `0` itself), fits `Int64`.
+private func canonicalInteger(_ bytes: UnsafeBufferPointer<UInt8>) -> Int64? {
+    guard !bytes.isEmpty, bytes.count <= 19, bytes[0] != UInt8(ascii: "0") || bytes.count == 1 else { return nil }
+    var value: Int64 = 0
+    for byte in bytes {
+        guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+        let (times10, overflow1) = value.multipliedReportingOverflow(by: 10)
+        let (sum, overflow2) = times10.addingReportingOverflow(Int64(byte - UInt8(ascii: "0")))
+        guard !overflow1, !overflow2 else { return nil }
+        value = sum
+    }
+    return value
+}

@@ -1,0 +1,147 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// The journal file as the writer uses it: a seam so tests can inject a
+/// failing or short write or a failing sync. Used from one thread at a time
+/// (the writer thread, or `Journal.open` before the writer starts).
+public protocol JournalStorage: Sendable {
+    /// Writes all of `bytes` at the end of the file, or throws.
+    func append(_ bytes: [UInt8]) throws
+    /// Puts what was appended on stable storage (`fdatasync`).
+    func sync() throws
+    func truncate(to offset: Int64) throws
+    func size() throws -> Int64
+}
+
+/// The journal file on a POSIX file system, opened for appending (created
+/// if missing).
+public final class PosixJournalStorage: JournalStorage {
+    private let descriptor: Int32
+    public let path: String
+
+    public init(path: String) throws {
+        self.path = path
+        descriptor = try Posix.open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC)
+    }
+
+    deinit {
+        close(descriptor)
+    }
+
+    public func append(_ bytes: [UInt8]) throws {
+        try Posix.writeAll(descriptor, bytes, what: path)
+    }
+
+    public func sync() throws {
+        try Posix.sync(descriptor, what: path)
+    }
+
+    public func truncate(to offset: Int64) throws {
+        guard ftruncate(descriptor, off_t(offset)) == 0 else { throw Posix.error("truncate", path) }
+    }
+
+    public func size() throws -> Int64 {
+        try Posix.size(descriptor, what: path)
+    }
+}
+
+/// Thin wrappers that turn errno into `JournalError.io` with the file named.
+enum Posix {
+    static func error(_ operation: String, _ path: String) -> JournalError {
+        .io("\(operation) \(path): \(String(cString: strerror(errno)))")
+    }
+
+    static func open(_ path: String, _ flags: Int32) throws(JournalError) -> Int32 {
+        while true {
+            let descriptor = systemOpen(path, flags, 0o644)
+            if descriptor >= 0 { return descriptor }
+            if errno != EINTR { throw error("open", path) }
+        }
+    }
+
+    static func writeAll(_ descriptor: Int32, _ bytes: [UInt8], what path: String) throws(JournalError) {
+        // Loops on short writes; false when write(2) failed (errno says why).
+        let complete = bytes.withUnsafeBytes { buffer in
+            var written = 0
+            while written < buffer.count {
+                let result = write(descriptor, buffer.baseAddress.map { $0 + written }, buffer.count - written)
+                if result < 0 {
+                    if errno == EINTR { continue }
+                    return false
+                }
+                written += result
+            }
+            return true
+        }
+        guard complete else { throw error("write", path) }
+    }
+
+    static func sync(_ descriptor: Int32, what path: String) throws(JournalError) {
+        #if canImport(Darwin)
+            let result = fsync(descriptor)
+        #else
+            let result = fdatasync(descriptor)
+        #endif
+        guard result == 0 else { throw error("sync", path) }
+    }
+
+    static func size(_ descriptor: Int32, what path: String) throws(JournalError) -> Int64 {
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else { throw error("stat", path) }
+        return Int64(status.st_size)
+    }
+
+    /// Reads up to `count` bytes at `offset` into `pointer`; 0 at the end.
+    static func read(
+        _ descriptor: Int32, into pointer: UnsafeMutableRawPointer, count: Int, at offset: Int64, what path: String
+    ) throws(JournalError) -> Int {
+        while true {
+            let result = pread(descriptor, pointer, count, off_t(offset))
+            if result >= 0 { return result }
+            if errno != EINTR { throw error("read", path) }
+        }
+    }
+
+    /// Makes a new or removed directory entry durable.
+    static func syncDirectory(_ path: String) throws(JournalError) {
+        let descriptor = try open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        defer { close(descriptor) }
+        guard fsync(descriptor) == 0 else { throw error("sync", path) }
+    }
+
+    static func fileExists(_ path: String) -> Bool {
+        var status = stat()
+        return stat(path, &status) == 0
+    }
+
+    static func isDirectory(_ path: String) -> Bool {
+        var status = stat()
+        return stat(path, &status) == 0 && (status.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    static func makeDirectories(_ path: String) throws(JournalError) {
+        if isDirectory(path) { return }
+        var prefix = path.hasPrefix("/") ? "/" : ""
+        for component in path.split(separator: "/") {
+            prefix += component + "/"
+            if isDirectory(prefix) { continue }
+            if mkdir(prefix, 0o755) != 0 && errno != EEXIST { throw error("mkdir", prefix) }
+        }
+    }
+
+    /// Unix time in milliseconds, for naming the files `repair` keeps.
+    static func nowMilliseconds() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000
+    }
+}
+
+// `open` is variadic in C; Swift imports the three-argument form under the
+// same name, which our `Posix.open` would shadow inside the enum.
+private func systemOpen(_ path: String, _ flags: Int32, _ mode: mode_t) -> Int32 {
+    open(path, flags, mode)
+}

@@ -1,0 +1,250 @@
+public import CarteiraCore
+import Dispatch
+import Foundation
+import Synchronization
+
+/// What the writer has done since the journal was opened.
+public struct JournalStatistics: Sendable, Hashable {
+    public var syncs: Int
+    public var eventsSynced: Int
+    public var bytes: Int64
+    /// The last durable line's `seq` and `hash`.
+    public var lastSeq: Int64
+    public var lastHash: String
+    /// The journal file's size with every durable line.
+    public var fileSize: Int64
+}
+
+/// Group commit (JOURNAL.md, Durability). One owner calls `append` in `seq`
+/// order; a dedicated thread takes everything pending, writes it with one
+/// `append`, syncs once, then resumes every waiter whose line is durable.
+/// While a sync runs, new lines gather into the next batch, so `append`
+/// never waits for the disk.
+///
+/// After a failed write or sync nothing more is ever acknowledged: every
+/// current and later `waitDurable` throws `.closed`.
+///
+/// The writer thread keeps the writer alive until `shutdown()`.
+public final class JournalWriter: Sendable {
+    /// The appender's end of the hash chain.
+    private struct Chain {
+        var lastSeq: Int64
+        var lastHash: [UInt8]
+    }
+
+    private struct Waiter {
+        typealias Continuation = CheckedContinuation<Result<Void, JournalError>, Never>
+        var seq: Int64
+        var continuation: Continuation
+    }
+
+    private struct State {
+        var pending: [UInt8] = []
+        var pendingEvents = 0
+        var pendingLastSeq: Int64
+        var pendingLastHash: [UInt8]
+        var durableSeq: Int64
+        var durableHash: [UInt8]
+        var statistics: JournalStatistics
+        var failure: JournalError?
+        var stopping = false
+        var threadExited = false
+        /// The writer thread is parked on `wakeUp` and needs a signal.
+        var writerIdle = false
+        var waiters: [Waiter] = []
+        var exitWaiters: [CheckedContinuation<Void, Never>] = []
+
+        /// The answer for a waiter on `seq` if there is one already.
+        func settled(_ seq: Int64) -> Result<Void, JournalError>? {
+            if durableSeq >= seq { return .success(()) }
+            if failure != nil || threadExited { return .failure(.closed) }
+            return nil
+        }
+    }
+
+    private struct Batch {
+        var bytes: [UInt8]
+        var events: Int
+        var lastSeq: Int64
+        var lastHash: [UInt8]
+    }
+
+    private let storage: any JournalStorage
+    private let chain: Mutex<Chain>
+    private let state: Mutex<State>
+    private let wakeUp = DispatchSemaphore(value: 0)
+
+    init(storage: any JournalStorage, lastSeq: Int64, lastHash: [UInt8], fileSize: Int64) {
+        self.storage = storage
+        chain = Mutex(Chain(lastSeq: lastSeq, lastHash: lastHash))
+        let statistics = JournalStatistics(
+            syncs: 0, eventsSynced: 0, bytes: 0, lastSeq: lastSeq, lastHash: String(decoding: lastHash, as: UTF8.self),
+            fileSize: fileSize)
+        state = Mutex(
+            State(
+                pendingLastSeq: lastSeq, pendingLastHash: lastHash, durableSeq: lastSeq, durableHash: lastHash,
+                statistics: statistics))
+        // A thread of its own: a sync may block for milliseconds, which must
+        // stall neither the cooperative pool nor an event loop.
+        let thread = Thread { [self] in run() }
+        thread.name = "carteira-journal"
+        thread.start()
+    }
+
+    /// Encodes `event` onto the hash chain and queues its line for the next
+    /// batch. `event.seq` must follow the last appended one.
+    public func append(_ event: Event) {
+        let (line, hash) = chain.withLock { chain in
+            precondition(event.seq == chain.lastSeq + 1, "journal append out of seq order")
+            var text = JournalCodec.encodedText(event)
+            let hash = JournalCodec.chainHash(previousHash: chain.lastHash, text: &text)
+            chain.lastSeq = event.seq
+            chain.lastHash = hash
+            var line = Array(text.utf8)
+            line.reserveCapacity(line.count + JournalCodec.hashSuffixLength + 1)
+            line.append(contentsOf: " hash=".utf8)
+            line.append(contentsOf: hash)
+            line.append(newline)
+            return (line, hash)
+        }
+        let wake = state.withLock { state in
+            guard state.failure == nil, !state.stopping else { return false }
+            state.pending.append(contentsOf: line)
+            state.pendingEvents += 1
+            state.pendingLastSeq = event.seq
+            state.pendingLastHash = hash
+            defer { state.writerIdle = false }
+            return state.writerIdle
+        }
+        if wake { wakeUp.signal() }
+    }
+
+    /// Returns once the line with `seq` is on stable storage (at once if it
+    /// is already). Throws `.closed` if the writer failed or shut down first.
+    /// Not cancellable: the answer depends on the disk, not on the caller.
+    public func waitDurable(through seq: Int64) async throws(JournalError) {
+        if let settled = state.withLock({ $0.settled(seq) }) { return try settled.get() }
+        let result = await withCheckedContinuation { (continuation: Waiter.Continuation) in
+            let settled = state.withLock { state in
+                let settled = state.settled(seq)
+                if settled == nil { state.waiters.append(Waiter(seq: seq, continuation: continuation)) }
+                return settled
+            }
+            if let settled { continuation.resume(returning: settled) }
+        }
+        try result.get()
+    }
+
+    public var durableSeq: Int64 { state.withLock { $0.durableSeq } }
+
+    /// The write or sync error that stopped the writer, if one did.
+    public var failure: JournalError? { state.withLock { $0.failure } }
+
+    public func statistics() -> JournalStatistics { state.withLock { $0.statistics } }
+
+    /// Writes and syncs what is pending, then stops the writer thread. Later
+    /// appends are dropped and their waiters throw `.closed`.
+    public func shutdown() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let (exited, wake) = state.withLock { state in
+                state.stopping = true
+                if state.threadExited { return (true, false) }
+                state.exitWaiters.append(continuation)
+                defer { state.writerIdle = false }
+                return (false, state.writerIdle)
+            }
+            if wake { wakeUp.signal() }
+            if exited { continuation.resume() }
+        }
+    }
+
+    // MARK: The writer thread
+
+    private enum Step {
+        case write(Batch)
+        case park
+        case exit
+    }
+
+    private func run() {
+        var spare: [UInt8] = []
+        while true {
+            let step = state.withLock { state -> Step in
+                if state.failure != nil { return .exit }
+                if state.pendingEvents > 0 {
+                    swap(&spare, &state.pending)
+                    defer { state.pendingEvents = 0 }
+                    return .write(
+                        Batch(
+                            bytes: spare, events: state.pendingEvents, lastSeq: state.pendingLastSeq,
+                            lastHash: state.pendingLastHash))
+                }
+                if state.stopping { return .exit }
+                state.writerIdle = true
+                return .park
+            }
+            switch step {
+            case .park:
+                wakeUp.wait()
+            case .exit:
+                finish()
+                return
+            case let .write(batch):
+                do {
+                    try storage.append(batch.bytes)
+                    try storage.sync()
+                    complete(batch)
+                } catch {
+                    fail(error as? JournalError ?? .io("\(error)"))
+                }
+                spare = batch.bytes
+                spare.removeAll(keepingCapacity: true)
+            }
+        }
+    }
+
+    private func complete(_ batch: Batch) {
+        let ready = state.withLock { state in
+            state.durableSeq = batch.lastSeq
+            state.durableHash = batch.lastHash
+            state.statistics.syncs += 1
+            state.statistics.eventsSynced += batch.events
+            state.statistics.bytes += Int64(batch.bytes.count)
+            state.statistics.fileSize += Int64(batch.bytes.count)
+            state.statistics.lastSeq = batch.lastSeq
+            state.statistics.lastHash = String(decoding: batch.lastHash, as: UTF8.self)
+            var ready: [Waiter] = []
+            state.waiters.removeAll { waiter in
+                guard waiter.seq <= batch.lastSeq else { return false }
+                ready.append(waiter)
+                return true
+            }
+            return ready
+        }
+        for waiter in ready { waiter.continuation.resume(returning: .success(())) }
+    }
+
+    private func fail(_ error: JournalError) {
+        let waiters = state.withLock { state in
+            state.failure = error
+            state.pending = []
+            state.pendingEvents = 0
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.continuation.resume(returning: .failure(.closed)) }
+    }
+
+    private func finish() {
+        let (waiters, exitWaiters) = state.withLock { state in
+            state.threadExited = true
+            defer {
+                state.waiters = []
+                state.exitWaiters = []
+            }
+            return (state.waiters, state.exitWaiters)
+        }
+        for waiter in waiters { waiter.continuation.resume(returning: .failure(.closed)) }
+        for continuation in exitWaiters { continuation.resume() }
+    }
+}

@@ -15,7 +15,7 @@ struct CarteiraServerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "carteira-server",
         abstract: "The Carteira payment ledger server.",
-        subcommands: [Serve.self],
+        subcommands: [Serve.self, JournalCommand.self],
         defaultSubcommand: Serve.self
     )
 }

@@ -46,14 +46,19 @@ public final class CarteiraServer: Service {
         configuration: ServerConfiguration,
         logger: Logger,
         clock: @escaping @Sendable () -> Timestamp = systemClock,
-        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        storage: ((String) throws -> any JournalStorage)? = nil
     ) async throws -> CarteiraServer {
         let journal = try Journal.open(
-            directory: configuration.journalDirectory, policy: configuration.keyPolicy, now: clock())
+            directory: configuration.journalDirectory, policy: configuration.keyPolicy, now: clock(),
+            storage: storage)
         if let offset = journal.tornTailCutAt {
             logger.warning(
                 "Cut a torn tail off the journal",
-                metadata: ["journal.path": "\(journal.journalPath)", "journal.offset": "\(offset)"])
+                metadata: [
+                    "journal.path": "\(journal.journalPath)", "journal.offset": "\(offset)",
+                    "journal.kept": "\(journal.tornTailKeptAt ?? "-")",
+                ])
         }
         logger.info(
             "Journal replayed",
@@ -181,6 +186,8 @@ public final class CarteiraServer: Service {
     }
 
     private func fail(_ error: JournalError) async {
+        // The writer knows the underlying I/O error; waiters only see `.closed`.
+        let error = journalWriter.failure ?? error
         let first = failure.withLock { failure in
             defer { if failure == nil { failure = error } }
             return failure == nil

@@ -1,9 +1,11 @@
 import CarteiraCore
+import CarteiraJournal
 import CarteiraServer
 import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 import Testing
 
 /// A fresh journal directory under the temporary directory, removed by `remove()`.
@@ -30,7 +32,8 @@ struct TestServer {
 
     static func start(
         journal: String, keyTTLSeconds: Int64 = 180, keyGraceSeconds: Int64 = 30, maximumClients: Int = 10_000,
-        initialBalance: Centavos = Centavos(10_000)
+        initialBalance: Centavos = Centavos(10_000),
+        storage: ((String) throws -> any JournalStorage)? = nil
     ) async throws -> TestServer {
         var logger = Logger(label: "test-server")
         logger.logLevel = .warning
@@ -38,7 +41,7 @@ struct TestServer {
             host: "127.0.0.1", port: 0, journalDirectory: journal, initialBalance: initialBalance,
             keyPolicy: KeyPolicy(ttlSeconds: keyTTLSeconds, graceSeconds: keyGraceSeconds),
             maximumClients: maximumClients, shutdownGraceSeconds: 5)
-        let server = try await CarteiraServer.start(configuration: configuration, logger: logger)
+        let server = try await CarteiraServer.start(configuration: configuration, logger: logger, storage: storage)
         let task = Task { try await server.run() }
         return TestServer(server: server, task: task)
     }
@@ -160,4 +163,28 @@ func eventually(
         try? await Task.sleep(for: .milliseconds(20))
     }
     return try await condition()
+}
+
+/// Journal storage that works until `failing` is set, then throws on every
+/// write: a disk that fills up or goes away.
+final class BreakableStorage: JournalStorage {
+    private let real: PosixJournalStorage
+    let failing = Mutex(false)
+
+    init(path: String) throws {
+        real = try PosixJournalStorage(path: path)
+    }
+
+    func append(_ bytes: [UInt8]) throws {
+        if failing.withLock({ $0 }) { throw JournalError.io("injected write failure") }
+        try real.append(bytes)
+    }
+
+    func sync() throws {
+        if failing.withLock({ $0 }) { throw JournalError.io("injected sync failure") }
+        try real.sync()
+    }
+
+    func truncate(to offset: Int64) throws { try real.truncate(to: offset) }
+    func size() throws -> Int64 { try real.size() }
 }

@@ -25,6 +25,11 @@ static inline const char *carteira_rl_line_buffer(void) { return rl_line_buffer;
 static inline int carteira_rl_point(void) { return rl_point; }
 static inline void carteira_rl_set_point(int point) { rl_point = point; }
 static inline int carteira_rl_end(void) { return rl_end; }
+/* The newest history entry's text, or NULL when the history is empty. */
+static inline const char *carteira_history_last_line(void) {
+    HIST_ENTRY *entry = history_length > 0 ? history_get(history_base + history_length - 1) : NULL;
+    return entry ? entry->line : NULL;
+}
 static inline FILE *carteira_stdin(void) { return stdin; }
 static inline FILE *carteira_stdout(void) { return stdout; }
 

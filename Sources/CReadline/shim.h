@@ -35,16 +35,31 @@ static inline FILE *carteira_stdout(void) { return stdout; }
 
 /* SIGINT goes to a self-pipe instead of killing the process: the handler
    only write()s one byte (async-signal-safe); the readline thread reads the
-   pipe from its poll loop and clears the line there. */
-static int carteira_sigint_pipe_fd = -1;
-static struct sigaction carteira_previous_sigint;
+   pipe from its poll loop and clears the line there. The state lives in
+   function-local statics of the one Swift file that imports this header. */
+static inline volatile sig_atomic_t *carteira_sigint_pipe_fd(void) {
+    static volatile sig_atomic_t fd = -1;
+    return &fd;
+}
 
-static void carteira_sigint_handler(int signal_number) {
+/* The previous handler and flags, put back on close (its mask is not kept). */
+typedef void (*carteira_signal_handler_t)(int);
+static inline carteira_signal_handler_t *carteira_previous_sigint_handler(void) {
+    static carteira_signal_handler_t handler = SIG_DFL;
+    return &handler;
+}
+static inline int *carteira_previous_sigint_flags(void) {
+    static int flags = 0;
+    return &flags;
+}
+
+static inline void carteira_sigint_handler(int signal_number) {
     (void)signal_number;
     int saved_errno = errno;
-    if (carteira_sigint_pipe_fd >= 0) {
+    int fd = (int)*carteira_sigint_pipe_fd();
+    if (fd >= 0) {
         char byte = 'i';
-        ssize_t ignored = write(carteira_sigint_pipe_fd, &byte, 1);
+        ssize_t ignored = write(fd, &byte, 1);
         (void)ignored;
     }
     errno = saved_errno;
@@ -57,14 +72,26 @@ static inline int carteira_install_sigint_pipe(int fd) {
     action.sa_handler = carteira_sigint_handler;
     sigemptyset(&action.sa_mask);
     action.sa_flags = SA_RESTART;
-    carteira_sigint_pipe_fd = fd;
-    return sigaction(SIGINT, &action, &carteira_previous_sigint);
+    struct sigaction previous;
+    memset(&previous, 0, sizeof previous);
+    *carteira_sigint_pipe_fd() = fd;
+    int result = sigaction(SIGINT, &action, &previous);
+    if (result == 0) {
+        *carteira_previous_sigint_handler() = previous.sa_handler;
+        *carteira_previous_sigint_flags() = previous.sa_flags;
+    }
+    return result;
 }
 
 /* Puts back the SIGINT disposition found by carteira_install_sigint_pipe. */
 static inline void carteira_restore_sigint(void) {
-    sigaction(SIGINT, &carteira_previous_sigint, NULL);
-    carteira_sigint_pipe_fd = -1;
+    struct sigaction previous;
+    memset(&previous, 0, sizeof previous);
+    previous.sa_handler = *carteira_previous_sigint_handler();
+    previous.sa_flags = *carteira_previous_sigint_flags();
+    sigemptyset(&previous.sa_mask);
+    sigaction(SIGINT, &previous, NULL);
+    *carteira_sigint_pipe_fd() = -1;
 }
 
 #endif

@@ -23,7 +23,12 @@ public struct ConsoleOutput: Sendable, Hashable {
 
 /// A console command: its name, usage and what it shows (CONSOLE.md).
 public struct ConsoleCommand: Sendable, Hashable {
-    public var name: String
+    public enum ID: String, Sendable, Hashable, CaseIterable {
+        case help, machines, machine, balance, history, tx, sessions, stats, rotate, verify, shutdown, quit
+    }
+
+    public var id: ID
+    public var name: String { id.rawValue }
     public var usage: String
     public var summary: String
     /// Options it takes besides `--format` (which every row printer takes).
@@ -42,50 +47,59 @@ public struct ConsoleCommand: Sendable, Hashable {
 
     public static let all: [ConsoleCommand] = [
         ConsoleCommand(
-            name: "help", usage: "help [command]", summary: "the commands, or one command's usage",
+            id: .help, usage: "help [command]", summary: "the commands, or one command's usage",
             options: [], printsRows: false, argument: .command),
         ConsoleCommand(
-            name: "machines", usage: "machines [--limit N] [--format csv|json]",
+            id: .machines, usage: "machines [--limit N] [--format csv|json]",
             summary: "every machine: key, balance, sessions open, registered at, last transfer at",
             options: ["--limit"], printsRows: true, argument: .none),
         ConsoleCommand(
-            name: "machine", usage: "machine <name> [--format csv|json]",
+            id: .machine, usage: "machine <name> [--format csv|json]",
             summary: "one machine in full, with its last 10 transfers", options: [], printsRows: true,
             argument: .machine),
         ConsoleCommand(
-            name: "balance", usage: "balance <machine or key> [--format csv|json]", summary: "one balance",
+            id: .balance, usage: "balance <machine or key> [--format csv|json]", summary: "one balance",
             options: [], printsRows: true, argument: .machineOrKey),
         ConsoleCommand(
-            name: "history", usage: "history [machine] [--limit N] [--format csv|json]",
+            id: .history, usage: "history [machine] [--limit N] [--format csv|json]",
             summary: "transfers, newest first (default limit 20, at most 1000)", options: ["--limit"],
             printsRows: true, argument: .machine),
         ConsoleCommand(
-            name: "tx", usage: "tx <tx> [--format csv|json]", summary: "one transfer in full, with its journal seq",
+            id: .tx, usage: "tx <tx> [--format csv|json]", summary: "one transfer in full, with its journal seq",
             options: [], printsRows: true, argument: .transfer),
         ConsoleCommand(
-            name: "sessions", usage: "sessions [--format csv|json]",
+            id: .sessions, usage: "sessions [--format csv|json]",
             summary: "open connections: remote address, machine, connected since, requests served", options: [],
             printsRows: true, argument: .none),
         ConsoleCommand(
-            name: "stats", usage: "stats [--format csv|json]",
+            id: .stats, usage: "stats [--format csv|json]",
             summary: "machines, transfers, money, journal, syncs, requests per second, uptime", options: [],
             printsRows: true, argument: .none),
         ConsoleCommand(
-            name: "rotate", usage: "rotate <machine>", summary: "rotates that machine's key now (reason=admin)",
+            id: .rotate, usage: "rotate <machine>", summary: "rotates that machine's key now (reason=admin)",
             options: [], printsRows: false, argument: .machine),
         ConsoleCommand(
-            name: "verify", usage: "verify", summary: "re-reads the journal from disk and checks it", options: [],
+            id: .verify, usage: "verify", summary: "re-reads the journal from disk and checks it", options: [],
             printsRows: false, argument: .none),
         ConsoleCommand(
-            name: "shutdown", usage: "shutdown", summary: "stops the server gracefully", options: [],
+            id: .shutdown, usage: "shutdown", summary: "stops the server gracefully", options: [],
             printsRows: false, argument: .none),
         ConsoleCommand(
-            name: "quit", usage: "quit", summary: "stops the server gracefully, as shutdown", options: [],
+            id: .quit, usage: "quit", summary: "stops the server gracefully, as shutdown", options: [],
             printsRows: false, argument: .none),
     ]
 
     public static func named(_ name: some StringProtocol) -> ConsoleCommand? {
         all.first { $0.name == name }
+    }
+
+    init(id: ID, usage: String, summary: String, options: [String], printsRows: Bool, argument: Argument) {
+        self.id = id
+        self.usage = usage
+        self.summary = summary
+        self.options = options
+        self.printsRows = printsRows
+        self.argument = argument
     }
 }
 
@@ -188,41 +202,39 @@ public struct ConsoleInterpreter: Sendable {
             }
         }
 
-        switch command.name {
-        case "help":
+        switch command.id {
+        case .help:
             return ConsoleOutput(try help(try atMostOne()))
-        case "machines":
+        case .machines:
             try none()
             return ConsoleOutput(
                 await machines(limit: arguments.limit ?? Self.machinesDefaultLimit, format: arguments.format))
-        case "machine":
+        case .machine:
             return ConsoleOutput(try await machine(try exactlyOne(), format: arguments.format))
-        case "balance":
+        case .balance:
             return ConsoleOutput(try await balance(try exactlyOne(), format: arguments.format))
-        case "history":
+        case .history:
             let limit = arguments.limit ?? Self.historyDefaultLimit
             return ConsoleOutput(try await history(of: try atMostOne(), limit: limit, format: arguments.format))
-        case "tx":
+        case .tx:
             return ConsoleOutput(try await transfer(try exactlyOne(), format: arguments.format))
-        case "sessions":
+        case .sessions:
             try none()
             return ConsoleOutput(await sessions(format: arguments.format))
-        case "stats":
+        case .stats:
             try none()
             return ConsoleOutput(await statistics(format: arguments.format))
-        case "rotate":
+        case .rotate:
             return ConsoleOutput(try await rotate(try exactlyOne()))
-        case "verify":
+        case .verify:
             try none()
             switch await backend.verifyJournal() {
             case let .success(summary): return ConsoleOutput(summary)
             case let .failure(problem): return ConsoleOutput("verify failed: \(problem.message)")
             }
-        case "shutdown", "quit":
+        case .shutdown, .quit:
             try none()
-            return ConsoleOutput("shutting down", action: command.name == "quit" ? .quit : .shutdown)
-        default:
-            preconditionFailure("command \(command.name) is listed but not handled")
+            return ConsoleOutput("shutting down", action: command.id == .quit ? .quit : .shutdown)
         }
     }
 

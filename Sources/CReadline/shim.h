@@ -18,8 +18,6 @@ static inline void carteira_rl_set_attempted_completion_over(int value) { rl_att
 static inline void carteira_rl_set_completion_append_character(int value) { rl_completion_append_character = value; }
 static inline void carteira_rl_set_catch_signals(int value) { rl_catch_signals = value; }
 static inline void carteira_rl_set_catch_sigwinch(int value) { rl_catch_sigwinch = value; }
-static inline void carteira_rl_set_instream(FILE *stream) { rl_instream = stream; }
-static inline void carteira_rl_set_outstream(FILE *stream) { rl_outstream = stream; }
 static inline void carteira_rl_set_readline_name(const char *name) { rl_readline_name = name; }
 static inline const char *carteira_rl_line_buffer(void) { return rl_line_buffer; }
 static inline int carteira_rl_point(void) { return rl_point; }
@@ -30,8 +28,34 @@ static inline const char *carteira_history_last_line(void) {
     HIST_ENTRY *entry = history_length > 0 ? history_get(history_base + history_length - 1) : NULL;
     return entry ? entry->line : NULL;
 }
-static inline FILE *carteira_stdin(void) { return stdin; }
-static inline FILE *carteira_stdout(void) { return stdout; }
+/* Points readline at `input` and `output` (stdin/stdout, or a terminal's
+   descriptors): other descriptors get their own FILE on a dup, so closing
+   them later leaves the caller's descriptor open. */
+static inline int carteira_rl_use_descriptors(int input, int output) {
+    FILE *in = input == STDIN_FILENO ? stdin : fdopen(dup(input), "r");
+    FILE *out = output == STDOUT_FILENO ? stdout : fdopen(dup(output), "w");
+    if (in == NULL || out == NULL) {
+        if (in != NULL && in != stdin) fclose(in);
+        if (out != NULL && out != stdout) fclose(out);
+        return -1;
+    }
+    rl_instream = in;
+    rl_outstream = out;
+    return 0;
+}
+
+/* Back to stdin/stdout, closing any FILE made by carteira_rl_use_descriptors. */
+static inline void carteira_rl_release_descriptors(void) {
+    if (rl_instream != NULL && rl_instream != stdin) fclose(rl_instream);
+    if (rl_outstream != NULL && rl_outstream != stdout) fclose(rl_outstream);
+    rl_instream = stdin;
+    rl_outstream = stdout;
+}
+
+/* Readline writes through stdio: flush it before writing around it. */
+static inline void carteira_rl_flush_output(void) {
+    if (rl_outstream != NULL) fflush(rl_outstream);
+}
 
 /* SIGINT goes to a self-pipe instead of killing the process: the handler
    only write()s one byte (async-signal-safe); the readline thread reads the

@@ -28,6 +28,9 @@ public final class LineEditor: Sendable {
 
     public let prompt: String
     public let historyPath: String?
+    /// The terminal's descriptors: standard input and output unless given.
+    public let input: Int32
+    public let output: Int32
     private let wakePipe: WakePipe
     private let state = Mutex(EditorState())
     private let thread = DedicatedThread(name: "carteira-readline")
@@ -37,7 +40,7 @@ public final class LineEditor: Sendable {
 
     public init(
         prompt: String, historyPath: String?, interruptReminder: String = "(type quit to leave)",
-        completer: @escaping Completer
+        input: Int32 = 0, output: Int32 = 1, completer: @escaping Completer
     ) throws(LineEditorError) {
         let claimed = shared.withLock { shared -> Bool in
             guard !shared.editorOpen else { return false }
@@ -46,21 +49,25 @@ public final class LineEditor: Sendable {
             return true
         }
         guard claimed else { throw LineEditorError.alreadyOpen }
-        do {
+        do throws(ConsoleIOError) {
             wakePipe = try WakePipe()
+            guard carteira_rl_use_descriptors(input, output) == 0 else {
+                wakePipe.close()
+                throw ConsoleIOError("fdopen", errno: errno)
+            }
         } catch {
             shared.withLock { $0 = SharedState() }
             throw LineEditorError.system(error)
         }
         self.prompt = prompt
         self.historyPath = historyPath
+        self.input = input
+        self.output = output
         self.interruptReminder = interruptReminder
 
         carteira_rl_set_readline_name("carteira")
         // Readline must not install its own SIGINT handler: ours clears the line.
         carteira_rl_set_catch_signals(0)
-        carteira_rl_set_instream(carteira_stdin())
-        carteira_rl_set_outstream(carteira_stdout())
         carteira_rl_set_attempted_completion_function(attemptCompletion)
         using_history()
         stifle_history(Self.historyLimit)
@@ -105,7 +112,7 @@ public final class LineEditor: Sendable {
             if closed { releaseReadline() }
         }
         while true {
-            switch waitForInput(STDIN_FILENO, or: wakePipe) {
+            switch waitForInput(input, or: wakePipe) {
             case .failed:
                 return nil
             case .woken:
@@ -168,7 +175,14 @@ public final class LineEditor: Sendable {
         if wasReading { wakePipe.wake(UInt8(ascii: "c")) } else { releaseReadline() }
     }
 
-    // MARK: On the readline thread
+    // MARK: Writing and, below, work on the readline thread
+
+    /// After readline's own buffered output, so the two stay in order.
+    private func writeOut(_ text: String) {
+        carteira_rl_flush_output()
+        writeAll(output, text)
+    }
+
 
     private func printAboveNow(_ texts: [String]) {
         let savedPoint = carteira_rl_point()
@@ -216,6 +230,7 @@ public final class LineEditor: Sendable {
         guard first else { return }
         carteira_restore_sigint()
         carteira_rl_set_attempted_completion_function(nil)
+        carteira_rl_release_descriptors()
         shared.withLock { $0 = SharedState() }
     }
 }
@@ -246,11 +261,6 @@ private struct SharedState: Sendable {
 
 private let shared = Mutex(SharedState())
 
-/// Through stdio, as readline writes the prompt, so the two stay in order.
-private func writeOut(_ text: String) {
-    fputs(text, carteira_stdout())
-    fflush(carteira_stdout())
-}
 
 private func acceptLine(_ pointer: UnsafeMutablePointer<CChar>?) {
     let line = pointer.map { String(cString: $0) }

@@ -109,7 +109,8 @@ public final class ConsoleRunner: Sendable {
         let lineEditor: LineEditor
         do {
             lineEditor = try LineEditor(
-                prompt: Self.prompt, historyPath: historyPath, interruptReminder: Self.interruptReminder
+                prompt: Self.prompt, historyPath: historyPath, interruptReminder: Self.interruptReminder,
+                input: input, output: output
             ) { before, word in
                 let (machines, keys) = words.current
                 return ConsoleCompletion.candidates(lineBeforeWord: before, word: word, machines: machines, keys: keys)

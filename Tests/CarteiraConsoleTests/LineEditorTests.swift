@@ -7,7 +7,7 @@ import Glibc
 #endif
 
 /// The other side of a pseudo-terminal: what a person types and sees.
-private final class Terminal {
+final class Terminal {
     let master: Int32
     let slave: Int32
     private var transcript: [UInt8] = []
@@ -67,7 +67,8 @@ private final class Terminal {
     }
 }
 
-@Suite("The readline line editor on a pseudo-terminal", .serialized, .timeLimit(.minutes(1)))
+// One suite, serialized: readline is process-wide, one editor at a time.
+@Suite("Readline on a pseudo-terminal", .serialized, .timeLimit(.minutes(1)))
 struct LineEditorTests {
     @Test("Tab completes, Enter accepts and saves history, Up recalls, printAbove keeps the typed line, Ctrl-C clears, Ctrl-D ends")
     func editing() async throws {
@@ -141,5 +142,30 @@ struct LineEditorTests {
         editor.close()
         #expect(await closed.value == nil)
         #expect(await editor.nextLine() == nil)
+    }
+
+    @Test("on a terminal the runner prompts, runs commands, completes machine names, and Ctrl-D shuts down")
+    func interactiveRunner() async throws {
+        let terminal = try Terminal()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("carteira-runner-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let backend = FakeBackend(ledger: try Fixture.ledger())
+        let runner = ConsoleRunner(
+            backend: backend, interactive: true, historyPath: directory.appendingPathComponent("history").path,
+            time: ConsoleTime.utc, input: terminal.slave, output: terminal.slave)
+        let running = Task { await runner.run() }
+
+        #expect(terminal.shows(ConsoleRunner.prompt))
+        terminal.type("balance al\t")
+        #expect(terminal.shows("balance alpha "))
+        terminal.type("\r")
+        #expect(terminal.shows("alpha: R$ 88,16"))
+        #expect(terminal.shows(ConsoleRunner.prompt))
+        runner.printAbove("a log line")
+        #expect(terminal.shows("a log line"))
+        terminal.type("\u{04}")
+        #expect(await running.value == .shutdown)
+        #expect(await backend.shutdowns == 1)
     }
 }

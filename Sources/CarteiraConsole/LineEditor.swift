@@ -90,14 +90,15 @@ public final class LineEditor: Sendable {
     /// Reads one line with editing. `nil` on Ctrl-D on an empty line, at end
     /// of input, or once the editor is closed. Blocks the calling thread.
     public func readLine() -> String? {
+        // A Ctrl-C pressed while no line was being edited is stale. Drained
+        // before `reading` is set, so no wake-up for a queued line is lost.
+        _ = wakePipe.drain()
         let started = state.withLock { state -> Bool in
             guard !state.closed else { return false }
             state.reading = true
             return true
         }
         guard started else { return nil }
-        // A Ctrl-C pressed while no line was being edited is stale.
-        _ = wakePipe.drain()
         shared.withLock { $0.accepted = nil }
         rl_callback_handler_install(prompt, acceptLine)
         defer {

@@ -1,0 +1,46 @@
+import Dispatch
+import Foundation
+import Synchronization
+
+/// One OS thread of its own that runs the jobs given to it, in order. Blocking
+/// terminal reads (readline, a pipe) run here: never on an event loop or the
+/// Swift cooperative pool.
+final class DedicatedThread: Sendable {
+    private let queue = JobQueue()
+
+    init(name: String) {
+        let thread = Thread { [queue] in
+            // A nil job is the stop signal from deinit.
+            while let job = queue.next() { job() }
+        }
+        thread.name = name
+        thread.start()
+    }
+
+    deinit { queue.submit(nil) }
+
+    /// Runs `body` on the thread and returns its result.
+    func run<Value: Sendable>(_ body: @escaping @Sendable () -> Value) async -> Value {
+        await withCheckedContinuation { continuation in
+            queue.submit { continuation.resume(returning: body()) }
+        }
+    }
+}
+
+private final class JobQueue: Sendable {
+    typealias Job = @Sendable () -> Void
+
+    private let jobs = Mutex<[Job?]>([])
+    private let available = DispatchSemaphore(value: 0)
+
+    func submit(_ job: Job?) {
+        jobs.withLock { $0.append(job) }
+        available.signal()
+    }
+
+    /// Blocks until a job is queued.
+    func next() -> Job? {
+        available.wait()
+        return jobs.withLock { $0.removeFirst() }
+    }
+}

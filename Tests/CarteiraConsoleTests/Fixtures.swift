@@ -1,0 +1,108 @@
+import CarteiraConsole
+import CarteiraCore
+import Foundation
+import Testing
+
+/// A real ledger with three machines and two transfers, times in UTC.
+enum Fixture {
+    static let alphaKey = PaymentKey("11111111-1111-4111-8111-111111111111")!
+    static let betaKey = PaymentKey("22222222-2222-4222-9222-222222222222")!
+    static let gammaKey = PaymentKey("33333333-3333-4333-a333-333333333333")!
+    static let rotatedKey = PaymentKey("44444444-4444-4444-b444-444444444444")!
+    static let alpha = MachineName("alpha")!
+    static let beta = MachineName("beta")!
+    static let gamma = MachineName("gamma")!
+
+    /// 2026-11-26 19:00:00 UTC plus `seconds`.
+    static func at(_ seconds: Int64) -> Timestamp {
+        Timestamp(iso8601: "2026-11-26T19:00:00.000Z")!.adding(seconds: seconds)
+    }
+
+    static func ledger() throws -> Ledger {
+        let digest = TokenDigest(String(repeating: "a", count: 64))!
+        func register(_ seq: Int64, _ name: MachineName, _ key: PaymentKey) -> Event {
+            Event(
+                seq: seq, at: at(seq),
+                kind: .registered(
+                    Event.Registration(
+                        machine: name, key: key, expires: at(seq + 180), tokenDigest: digest,
+                        balance: Centavos(10_000))))
+        }
+        func transfer(_ seq: Int64, _ from: MachineName, _ to: MachineName, _ key: PaymentKey, _ cents: Int64, _ id: String?)
+            -> Event
+        {
+            Event(
+                seq: seq, at: at(seq),
+                kind: .transfer(
+                    Event.Transfer(
+                        tx: TxID(seq: seq), from: from, to: to, key: key, amount: Centavos(cents),
+                        requestID: id.flatMap { RequestID($0) })))
+        }
+        var ledger = Ledger()
+        for event in [
+            Event(seq: 0, at: at(0), kind: .genesis),
+            register(1, alpha, alphaKey),
+            register(2, beta, betaKey),
+            register(3, gamma, gammaKey),
+            transfer(4, alpha, beta, betaKey, 1234, "pay-1"),
+            transfer(5, beta, alpha, alphaKey, 50, nil),
+        ] {
+            try ledger.apply(event)
+        }
+        return ledger
+    }
+}
+
+/// A backend over a real `Ledger` that records what the console asked.
+actor FakeBackend: ConsoleBackend {
+    private let state: Ledger
+    private(set) var rotations: [MachineName] = []
+    private(set) var shutdowns = 0
+    var verifyResult: Result<String, JournalVerifyFailure> = .success("journal ok: 6 events, 3 machines")
+
+    init(ledger: Ledger) {
+        self.state = ledger
+    }
+
+    func ledger() async -> Ledger { state }
+
+    func sessions() async -> [ConsoleSession] {
+        [
+            ConsoleSession(
+                remoteAddress: "127.0.0.1:50001", machine: Fixture.alpha, connectedAt: Fixture.at(10),
+                requestsServed: 12),
+            ConsoleSession(remoteAddress: "127.0.0.1:50002", machine: nil, connectedAt: Fixture.at(20), requestsServed: 0),
+        ]
+    }
+
+    func statistics() async -> ConsoleStatistics {
+        ConsoleStatistics(
+            journalPath: "/var/lib/carteira/journal.log", journalSizeBytes: 2048, lastSeq: 5, syncs: 4,
+            eventsSynced: 6, requestsLastMinute: 90, uptimeSeconds: 3725, startedAt: Fixture.at(-3725))
+    }
+
+    func rotateKey(of machine: MachineName) async -> Result<(PaymentKey, Timestamp), Rejection> {
+        guard state.machines[machine] != nil else {
+            return .failure(Rejection(.unknownMachine, "no machine named \(machine)"))
+        }
+        rotations.append(machine)
+        return .success((Fixture.rotatedKey, Fixture.at(600)))
+    }
+
+    func verifyJournal() async -> Result<String, JournalVerifyFailure> { verifyResult }
+
+    func setVerifyResult(_ result: Result<String, JournalVerifyFailure>) { verifyResult = result }
+
+    func shutdown() async { shutdowns += 1 }
+}
+
+func makeInterpreter() throws -> (ConsoleInterpreter, FakeBackend) {
+    let backend = FakeBackend(ledger: try Fixture.ledger())
+    return (ConsoleInterpreter(backend: backend, time: ConsoleTime.utc), backend)
+}
+
+/// The JSON output parsed back: one array of objects.
+func parseJSONArray(_ text: String) throws -> [[String: Any]] {
+    let value = try JSONSerialization.jsonObject(with: Data(text.utf8))
+    return try #require(value as? [[String: Any]])
+}

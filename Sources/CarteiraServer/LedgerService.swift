@@ -354,7 +354,13 @@ public actor LedgerService {
         (ledger, ledger.lastSeq)
     }
 
-    public func requestsPerSecond() -> Double {
-        requestRate.perSecond(at: clock())
+    /// Requests answered in the last 60 seconds.
+    public func requestsLastMinute() -> Int {
+        requestRate.lastMinute(at: clock())
+    }
+
+    /// Milliseconds since the service started.
+    public func uptimeMilliseconds() -> Int64 {
+        clock().milliseconds - startedAt.milliseconds
     }
 }

@@ -16,13 +16,13 @@ struct RequestRate: Sendable {
         counts[slot] += 1
     }
 
-    /// Mean requests per second over the 60 seconds before `now`.
-    func perSecond(at now: Timestamp) -> Double {
+    /// Requests in the 60 seconds up to `now`.
+    func lastMinute(at now: Timestamp) -> Int {
         let second = now.milliseconds / 1000
         var total = 0
         for slot in 0..<60 where seconds[slot] > second - 60 && seconds[slot] <= second {
             total += counts[slot]
         }
-        return Double(total) / 60
+        return total
     }
 }

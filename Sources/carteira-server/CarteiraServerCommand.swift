@@ -1,8 +1,10 @@
 public import ArgumentParser
+import CarteiraConsole
 import CarteiraCore
 import CarteiraServer
 public import Logging
 import ServiceLifecycle
+import UnixSignals
 
 #if canImport(Glibc)
     import Glibc
@@ -72,11 +74,8 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = logLevel
-            return handler
-        }
+        let level = logLevel
+        LoggingSystem.bootstrap { label in CarteiraLogHandler(label: label, logLevel: level) }
         let logger = Logger(label: "carteira-server")
         let configuration = ServerConfiguration(
             host: host, port: port, journalDirectory: journal,
@@ -90,21 +89,54 @@ struct Serve: AsyncParsableCommand {
             printError("carteira-server: \(error)")
             throw ExitCode(1)
         }
-        printOut("carteira-server listening on \(host):\(server.port) (journal \(server.journalPath))")
-        if console == true {
-            printOut("The admin console is not available yet; serving without it.")
+        let address = "\(host):\(server.port)"
+        printOut("carteira-server listening on \(address) (journal \(server.journalPath))")
+
+        let onTerminal = ConsoleRunner.isTerminal(fd: STDIN_FILENO)
+        let console = (self.console ?? onTerminal)
+            ? ConsoleRunner(backend: ServerConsoleBackend(server: server), interactive: onTerminal) : nil
+        if let console {
+            if onTerminal {
+                // Log lines are printed through readline, above the prompt.
+                LogDestination.shared.printAbovePrompt { console.printAbove($0) }
+            }
+            console.printAbove(ConsoleRunner.banner(listeningOn: address))
         }
+        // While the console owns the terminal, Ctrl-C clears its line and
+        // must not stop the server.
+        let signals: [UnixSignal] = console != nil && onTerminal ? [.sigterm] : [.sigterm, .sigint]
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: server)],
-                gracefulShutdownSignals: [.sigterm, .sigint],
+                services: [.init(service: server, successTerminationBehavior: .gracefullyShutdownGroup)],
+                gracefulShutdownSignals: signals,
                 logger: logger))
         do {
-            try await group.run()
+            try await withThrowingTaskGroup(of: Bool.self) { tasks in
+                tasks.addTask {
+                    try await group.run()
+                    return true
+                }
+                if let console {
+                    tasks.addTask {
+                        let ending = await console.run()
+                        if case let .failed(reason) = ending {
+                            logger.warning("Console stopped", metadata: ["console.reason": "\(reason)"])
+                        }
+                        return false
+                    }
+                }
+                // The server decides when everything ends; the console
+                // ending on its own (end of a piped input) leaves it serving.
+                while let serverEnded = try await tasks.next() {
+                    if serverEnded { tasks.cancelAll() }
+                }
+            }
         } catch {
+            LogDestination.shared.printAbovePrompt(with: nil)
             printError("carteira-server: \(error)")
             throw ExitCode(1)
         }
+        LogDestination.shared.printAbovePrompt(with: nil)
     }
 }
 

@@ -87,9 +87,10 @@ public final class LineEditor: Sendable {
 
     // MARK: Reading
 
-    /// Reads one line with editing. `nil` on Ctrl-D on an empty line, at end
-    /// of input, or once the editor is closed. Blocks the calling thread.
-    public func readLine() -> String? {
+    /// Reads one line with editing, showing `prompt` (the editor's own by
+    /// default). `nil` on Ctrl-D on an empty line, at end of input, or once
+    /// the editor is closed. Blocks the calling thread.
+    public func readLine(prompt: String? = nil) -> String? {
         // A Ctrl-C pressed while no line was being edited is stale. Drained
         // before `reading` is set, so no wake-up for a queued line is lost.
         _ = wakePipe.drain()
@@ -100,7 +101,7 @@ public final class LineEditor: Sendable {
         }
         guard started else { return nil }
         shared.withLock { $0.accepted = nil }
-        rl_callback_handler_install(prompt, acceptLine)
+        rl_callback_handler_install(prompt ?? self.prompt, acceptLine)
         defer {
             // The line handler removes itself; remove it here on any other way out.
             if shared.withLock({ $0.accepted == nil }) { rl_callback_handler_remove() }
@@ -143,9 +144,9 @@ public final class LineEditor: Sendable {
         }
     }
 
-    /// `readLine()` on the editor's own thread.
-    public func nextLine() async -> String? {
-        await thread.run { [self] in readLine() }
+    /// `readLine(prompt:)` on the editor's own thread.
+    public func nextLine(prompt: String? = nil) async -> String? {
+        await thread.run { [self] in readLine(prompt: prompt) }
     }
 
     // MARK: Printing

@@ -16,8 +16,10 @@ struct Carteira: AsyncParsableCommand {
     @OptionGroup var options: SharedOptions
 
     func run() async throws {
+        let prompter = try ReadlinePrompter.openIfTerminal(stateDirectory: options.resolvedStateDirectory)
+        defer { prompter?.close() }
         try await options.withSession(mayRegister: true) { session in
-            try await InteractiveSession(session: session, prompter: StdinPrompter()).run()
+            try await InteractiveSession(session: session, prompter: prompter ?? StdinPrompter()).run()
         }
     }
 

@@ -1,4 +1,5 @@
 import CarteiraClient
+import CarteiraConsole
 import CarteiraCore
 import CarteiraProtocol
 import Foundation
@@ -31,6 +32,40 @@ struct StdinPrompter: LinePrompter {
     func printAbove(_ text: String) {
         print("\n" + text)
         fflush(nil)
+    }
+}
+
+/// GNU readline, the same editor as the server's console: line editing,
+/// history in `<state dir>/history`, Tab completion of the commands, and
+/// pushes printed above the line being typed.
+struct ReadlinePrompter: LinePrompter {
+    static let commands = ["balance", "key", "rotate", "history", "help", "quit"]
+
+    let editor: LineEditor
+
+    /// An editor when standard input is a terminal; `nil` on a pipe.
+    static func openIfTerminal(stateDirectory: String) throws -> ReadlinePrompter? {
+        guard isatty(STDIN_FILENO) == 1 else { return nil }
+        try? FileManager.default.createDirectory(
+            atPath: stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let editor = try LineEditor(
+            prompt: "> ", historyPath: stateDirectory + "/history", interruptReminder: "(type quit to leave)"
+        ) { before, word in
+            before.trimmingCharacters(in: .whitespaces).isEmpty ? commands.filter { $0.hasPrefix(word) } : []
+        }
+        return ReadlinePrompter(editor: editor)
+    }
+
+    func readLine(prompt: String) async -> String? {
+        await editor.nextLine(prompt: prompt)
+    }
+
+    func printAbove(_ text: String) {
+        editor.printAbove(text)
+    }
+
+    func close() {
+        editor.close()
     }
 }
 

@@ -22,6 +22,11 @@ struct SharedOptions: ParsableArguments {
 
     var environment: [String: String] { ProcessInfo.processInfo.environment }
 
+    /// `--state-dir`, else `$CARTEIRA_HOME`, else `~/.carteira`.
+    var resolvedStateDirectory: String {
+        stateDirectory ?? TokenStore.defaultDirectory(environment: environment)
+    }
+
     func validate() throws {
         _ = try serverAddress()
         _ = try machineName()
@@ -54,7 +59,7 @@ struct SharedOptions: ParsableArguments {
     func configuration(mayRegister: Bool) throws -> PeerSession.Configuration {
         PeerSession.Configuration(
             server: try serverAddress(), machine: try machineName(),
-            tokens: TokenStore(directory: stateDirectory ?? TokenStore.defaultDirectory(environment: environment)),
+            tokens: TokenStore(directory: resolvedStateDirectory),
             mayRegister: mayRegister,
             connectTimeout: .milliseconds(Int64(connectTimeoutSeconds * 1000)))
     }

@@ -118,9 +118,13 @@ struct Serve: AsyncParsableCommand {
                 }
                 if let console {
                     tasks.addTask {
-                        let ending = await console.run()
-                        if case let .failed(reason) = ending {
+                        switch await console.run() {
+                        case let .failed(reason):
                             logger.warning("Console stopped", metadata: ["console.reason": "\(reason)"])
+                        case .endOfInput:
+                            logger.info("Console input ended; still serving")
+                        case .shutdown, .cancelled:
+                            break
                         }
                         return false
                     }

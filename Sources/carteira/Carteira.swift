@@ -1,5 +1,6 @@
 import ArgumentParser
 import CarteiraClient
+import CarteiraConsole
 import CarteiraCore
 import CarteiraProtocol
 import Foundation
@@ -203,16 +204,13 @@ struct History: AsyncParsableCommand {
 /// Transfers as aligned columns.
 func historyTable(_ entries: [HistoryEntry]) -> String {
     guard !entries.isEmpty else { return "No transfers yet." }
-    let rows = [["TX", "TIME (UTC)", "FROM", "TO", "AMOUNT"]]
-        + entries.map { [$0.tx.text, $0.at.iso8601, $0.from.text, $0.to.text, $0.amount.brl] }
-    let widths = (0..<5).map { column in rows.map { $0[column].count }.max() ?? 0 }
-    return rows.map { row in
-        row.enumerated().map { column, cell in
-            column == 4
-                ? String(repeating: " ", count: widths[column] - cell.count) + cell
-                : cell + String(repeating: " ", count: widths[column] - cell.count)
-        }.joined(separator: "  ")
-    }.joined(separator: "\n")
+    var table = TextTable(columns: [
+        .init("tx"), .init("time"), .init("from"), .init("to"), .init("amount", alignment: .right),
+    ])
+    for entry in entries {
+        table.append([entry.tx.text, ConsoleTime.local(entry.at), entry.from.text, entry.to.text, entry.amount.brl])
+    }
+    return table.render()
 }
 
 struct Watch: AsyncParsableCommand {

@@ -93,7 +93,11 @@ let package = Package(
         .testTarget(name: "CarteiraJournalTests", dependencies: ["CarteiraJournal"], swiftSettings: swiftSettings),
         .testTarget(
             name: "CarteiraServerTests",
-            dependencies: ["CarteiraServer", "CarteiraProtocol", "CarteiraJournal"] + nio,
+            dependencies: [
+                "CarteiraServer", "CarteiraProtocol", "CarteiraJournal",
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ] + nio,
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "CarteiraConsoleTests", dependencies: ["CarteiraConsole"], swiftSettings: swiftSettings),

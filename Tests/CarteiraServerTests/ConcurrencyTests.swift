@@ -9,20 +9,26 @@ struct ConcurrencyTests {
         defer { directory.remove() }
         let server = try await TestServer.start(journal: directory.path)
         let count = 32
-        var peers: [TestPeer] = []
         var keys: [String] = []
+        var tokens: [String] = []
         for index in 0..<count {
             let peer = try await TestPeer(port: server.port)
-            keys.append(try await peer.register("m\(index)").key)
-            peers.append(peer)
+            let registered = try await peer.register("m\(index)")
+            keys.append(registered.key)
+            tokens.append(registered.token)
+            await peer.close()
         }
         let allKeys = keys
-        // Each peer pipelines 40 payments of random amounts to random others,
-        // more than its balance in total, so some are refused.
+        let allTokens = tokens
+        let port = server.port
+        // Each peer logs in on its own connection and pipelines 40 payments
+        // of random amounts to random others, more than its balance in total,
+        // so some are refused; then it reads its balance.
         let results = try await withThrowingTaskGroup(of: [String].self) { group in
-            for (index, peer) in peers.enumerated() {
-                nonisolated(unsafe) let peer = peer
+            for index in 0..<count {
                 group.addTask {
+                    let peer = try await TestPeer(port: port)
+                    #expect(try await fields(peer.request("LOGIN|m\(index)|\(allTokens[index])"))[0] == "OK")
                     var generator = SplitMix64(seed: UInt64(index + 1))
                     var batch = ""
                     for round in 0..<40 {
@@ -34,11 +40,12 @@ struct ConcurrencyTests {
                     try await peer.write(batch)
                     var answers: [String] = []
                     for _ in 0..<40 { answers.append(try #require(try await peer.nextAnswer())) }
+                    await peer.close()
                     return answers
                 }
             }
             var all: [[String]] = []
-            for try await answers in group { all.append(answers) }
+            for try await result in group { all.append(result) }
             return all
         }
         var txIDs = Set<String>()
@@ -54,8 +61,11 @@ struct ConcurrencyTests {
             }
         }
         #expect(accepted > 0)
+        // Balances once everything settled, each read by its own machine.
         var balances: [Int64] = []
-        for peer in peers {
+        for index in 0..<count {
+            let peer = try await TestPeer(port: port)
+            _ = try await peer.request("LOGIN|m\(index)|\(allTokens[index])")
             balances.append(try #require(Int64(fields(try await peer.request("BALANCE"))[1])))
             await peer.close()
         }

@@ -88,13 +88,20 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "CarteiraCoreTests", dependencies: ["CarteiraCore"], swiftSettings: swiftSettings),
+        // Helpers shared by the test targets (a seeded generator, temporary
+        // directories, waiting on a condition with a deadline).
+        .target(name: "CarteiraTestSupport", path: "Tests/CarteiraTestSupport", swiftSettings: swiftSettings),
+        .testTarget(
+            name: "CarteiraCoreTests", dependencies: ["CarteiraCore", "CarteiraTestSupport"],
+            swiftSettings: swiftSettings),
         .testTarget(name: "CarteiraProtocolTests", dependencies: ["CarteiraProtocol"], swiftSettings: swiftSettings),
-        .testTarget(name: "CarteiraJournalTests", dependencies: ["CarteiraJournal"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "CarteiraJournalTests", dependencies: ["CarteiraJournal", "CarteiraTestSupport"],
+            swiftSettings: swiftSettings),
         .testTarget(
             name: "CarteiraServerTests",
             dependencies: [
-                "CarteiraServer", "CarteiraProtocol", "CarteiraJournal",
+                "CarteiraServer", "CarteiraProtocol", "CarteiraJournal", "CarteiraTestSupport",
                 .product(name: "NIOTestUtils", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ] + nio,
@@ -103,9 +110,11 @@ let package = Package(
         .testTarget(name: "CarteiraConsoleTests", dependencies: ["CarteiraConsole"], swiftSettings: swiftSettings),
         .testTarget(
             name: "CarteiraClientTests",
-            dependencies: ["CarteiraClient", "CarteiraServer", "carteira"],
+            dependencies: ["CarteiraClient", "CarteiraServer", "carteira", "CarteiraTestSupport"],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "EndToEndTests", dependencies: ["CarteiraJournal"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "EndToEndTests", dependencies: ["CarteiraJournal", "CarteiraTestSupport"],
+            swiftSettings: swiftSettings),
     ]
 )

@@ -149,7 +149,7 @@ func csvQuoted(_ text: String) -> String {
 }
 
 /// A JSON string literal: quotes, backslashes and control characters escaped.
-func jsonQuoted(_ text: String) -> String {
+public func jsonQuoted(_ text: String) -> String {
     var quoted = "\""
     for scalar in text.unicodeScalars {
         switch scalar {

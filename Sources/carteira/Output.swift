@@ -1,3 +1,4 @@
+import CarteiraConsole
 import CarteiraCore
 import Foundation
 
@@ -12,30 +13,14 @@ enum JSON {
 
     var encoded: String {
         switch self {
-        case let .string(text): return quoted(text)
+        case let .string(text): return jsonQuoted(text)
         case let .int(value): return String(value)
         case let .bool(value): return value ? "true" : "false"
         case let .array(items): return "[" + items.map(\.encoded).joined(separator: ",") + "]"
         case let .object(pairs): return JSON.fields(pairs.map { ($0.key, $0.value) }).encoded
-        case let .fields(pairs): return "{" + pairs.map { quoted($0.0) + ":" + $0.1.encoded }.joined(separator: ",") + "}"
+        case let .fields(pairs): return "{" + pairs.map { jsonQuoted($0.0) + ":" + $0.1.encoded }.joined(separator: ",") + "}"
         }
     }
-}
-
-private func quoted(_ text: String) -> String {
-    var result = "\""
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": result += "\\\""
-        case "\\": result += "\\\\"
-        case "\n": result += "\\n"
-        case "\r": result += "\\r"
-        case "\t": result += "\\t"
-        case _ where scalar.value < 0x20: result += String(format: "\\u%04x", scalar.value)
-        default: result.unicodeScalars.append(scalar)
-        }
-    }
-    return result + "\""
 }
 
 /// Prints results as text or as one JSON object a line.

@@ -1,4 +1,5 @@
 import CarteiraClient
+import CarteiraTestSupport
 import CarteiraCore
 import CarteiraProtocol
 import Synchronization

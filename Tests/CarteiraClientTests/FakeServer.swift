@@ -1,3 +1,4 @@
+import CarteiraTestSupport
 import NIOCore
 import NIOExtras
 import NIOPosix
@@ -105,14 +106,4 @@ enum Fixture {
     }
 
     static let wellBehaved: FakeServer.Script = { line, _ in .reply(answer(line) ?? "ERR|unknown_command|what?\n") }
-}
-
-/// Waits for `condition` with a deadline instead of sleeping a fixed time.
-func eventually(within seconds: Double = 5, _ condition: @Sendable () async -> Bool) async -> Bool {
-    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-    while ContinuousClock.now < deadline {
-        if await condition() { return true }
-        try? await Task.sleep(for: .milliseconds(10))
-    }
-    return await condition()
 }

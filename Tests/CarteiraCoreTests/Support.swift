@@ -1,31 +1,6 @@
 import CarteiraCore
+import CarteiraTestSupport
 import Testing
-
-/// SplitMix64: a tiny deterministic generator, so every random test replays
-/// exactly from the seed it prints.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) {
-        state = seed
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func pick<T>(_ items: [T]) -> T? {
-        items.isEmpty ? nil : items[Int(next() % UInt64(items.count))]
-    }
-
-    mutating func bytes(_ count: Int) -> [UInt8] {
-        (0..<count).map { _ in UInt8(truncatingIfNeeded: next()) }
-    }
-}
 
 /// 2026-11-18T11:06:40.000Z: a plain moment to start the clock at.
 let startTime = Timestamp(milliseconds: 1_795_000_000_000)

@@ -1,3 +1,4 @@
+import CarteiraTestSupport
 import CarteiraCore
 import Foundation
 import Testing
@@ -150,7 +151,7 @@ struct DamageTests {
             let directory = try TemporaryDirectory()
             defer { directory.remove() }
             _ = try await writeJournal(in: directory, smallActivity)
-            var random = SeededBytes(state: 99)
+            var random = SeededBytes(seed: 99)
             let event = Event(
                 seq: 7 + skip, at: startTime.adding(seconds: 9),
                 kind: .keyRotated(

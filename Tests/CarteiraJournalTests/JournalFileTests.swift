@@ -1,3 +1,4 @@
+import CarteiraTestSupport
 import CarteiraCore
 import Crypto
 import Foundation
@@ -64,7 +65,7 @@ struct JournalFileTests {
 
         // The writer carries the chain on: a restart after more appends still replays.
         var driver = LedgerDriver(ledger: reopened.ledger)
-        driver.random = SeededBytes(state: 7)
+        driver.random = SeededBytes(seed: 7)
         driver.clock = startTime.adding(seconds: 60)
         driver.pay("m1", "m2", 1)
         driver.rotate("m3")

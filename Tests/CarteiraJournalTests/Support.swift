@@ -1,4 +1,5 @@
 import CarteiraCore
+import CarteiraTestSupport
 import Dispatch
 import Foundation
 import Synchronization
@@ -6,16 +7,7 @@ import Testing
 
 @testable import CarteiraJournal
 
-/// A fresh directory under the temporary directory, removed by `remove()`.
-struct TemporaryDirectory {
-    let path: String
-
-    init() throws {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("carteira-journal-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        path = url.path
-    }
-
+extension TemporaryDirectory {
     var journalPath: String { path + "/" + Journal.fileName }
 
     func remove() {
@@ -42,22 +34,10 @@ struct TemporaryDirectory {
     }
 }
 
-/// Deterministic randomness for keys and tokens (SplitMix64).
-struct SeededBytes {
-    var state: UInt64
+/// Deterministic randomness for keys and tokens.
+typealias SeededBytes = SplitMix64
 
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func bytes(_ count: Int) -> [UInt8] {
-        (0..<count).map { _ in UInt8(truncatingIfNeeded: next()) }
-    }
-
+extension SplitMix64 {
     mutating func key() -> PaymentKey { PaymentKey(randomBytes: bytes(16)) }
 
     mutating func digest() -> TokenDigest {
@@ -70,7 +50,7 @@ let startTime = Timestamp(milliseconds: 1_795_000_000_000)
 /// Drives a ledger the way the server does: decide, apply, append.
 struct LedgerDriver {
     var ledger: Ledger
-    var random = SeededBytes(state: 42)
+    var random = SeededBytes(seed: 42)
     var clock = startTime
     var events: [Event] = []
 

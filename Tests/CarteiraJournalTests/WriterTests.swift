@@ -1,3 +1,4 @@
+import CarteiraTestSupport
 import CarteiraCore
 import Foundation
 import Testing
@@ -71,7 +72,7 @@ struct WriterTests {
         _ opened: OpenedJournal, after ledger: Ledger, seed: UInt64, _ names: [String]
     ) -> (Ledger, [Task<JournalError?, Never>]) {
         var driver = LedgerDriver(ledger: ledger)
-        driver.random = SeededBytes(state: seed)
+        driver.random = SeededBytes(seed: seed)
         var waits: [Task<JournalError?, Never>] = []
         for name in names {
             guard let event = driver.register(name) else { continue }
@@ -108,7 +109,7 @@ struct WriterTests {
         // Even once the disk recovers, nothing more becomes durable.
         storage.inject(.none)
         var driver = LedgerDriver(ledger: ledger)
-        driver.random = SeededBytes(state: 3)
+        driver.random = SeededBytes(seed: 3)
         let registered = driver.register("erin")
         let late = try #require(registered)
         opened.writer.append(late)

@@ -1,27 +1,13 @@
 import CarteiraCore
 import CarteiraJournal
 import CarteiraServer
+import CarteiraTestSupport
 import Foundation
 import Logging
 import NIOCore
 import NIOPosix
 import Synchronization
 import Testing
-
-/// A fresh journal directory under the temporary directory, removed by `remove()`.
-struct TemporaryDirectory {
-    let path: String
-
-    init() throws {
-        path = FileManager.default.temporaryDirectory
-            .appendingPathComponent("carteira-test-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-
-    func remove() {
-        try? FileManager.default.removeItem(atPath: path)
-    }
-}
 
 /// A real server on 127.0.0.1, port 0, with a real journal directory.
 struct TestServer {
@@ -151,18 +137,6 @@ func fields(_ line: String) -> [String] {
 func errorCode(_ line: String) -> String? {
     let parts = fields(line)
     return parts.first == "ERR" && parts.count >= 2 ? parts[1] : nil
-}
-
-/// Polls `condition` until it holds or `seconds` pass.
-func eventually(
-    within seconds: Double = 5, _ condition: () async throws -> Bool
-) async rethrows -> Bool {
-    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-    while ContinuousClock.now < deadline {
-        if try await condition() { return true }
-        try? await Task.sleep(for: .milliseconds(20))
-    }
-    return try await condition()
 }
 
 /// Journal storage that works until `failing` is set, then throws on every

@@ -1,3 +1,4 @@
+import CarteiraTestSupport
 import CarteiraCore
 import Testing
 

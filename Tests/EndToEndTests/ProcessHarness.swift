@@ -1,3 +1,4 @@
+import CarteiraTestSupport
 import Foundation
 import Synchronization
 import Testing
@@ -89,21 +90,9 @@ final class ChildProcess: Sendable {
     }
 }
 
-/// Polls `condition` until it holds or `seconds` pass.
-func eventually(within seconds: Double = 5, _ condition: () async throws -> Bool) async rethrows -> Bool {
-    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-    while ContinuousClock.now < deadline {
-        if try await condition() { return true }
-        try? await Task.sleep(for: .milliseconds(20))
-    }
-    return try await condition()
-}
-
 /// A fresh folder under the temporary directory.
 func makeTemporaryDirectory() throws -> String {
-    let path = FileManager.default.temporaryDirectory.appendingPathComponent("carteira-e2e-\(UUID().uuidString)").path
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
+    try TemporaryDirectory(prefix: "carteira-e2e").path
 }
 
 /// `carteira-server` started on port 0 with a journal in `journal`.

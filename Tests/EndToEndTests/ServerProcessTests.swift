@@ -1,3 +1,4 @@
+import CarteiraTestSupport
 import Foundation
 import Testing
 

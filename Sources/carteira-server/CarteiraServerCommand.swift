@@ -65,12 +65,16 @@ struct Serve: AsyncParsableCommand {
         guard maxClients > 0 else { throw ValidationError("--max-clients must be at least 1") }
     }
 
+    /// A request amount, or zero written as one (`0`, `0,00`).
     private var initialBalanceCentavos: Centavos? {
-        let trimmed = initialBalance.drop { $0 == "0" }
-        if trimmed.isEmpty || trimmed.allSatisfy({ $0 == "0" || $0 == "," || $0 == "." }) {
-            return Centavos.zero
-        }
-        return Centavos(amount: initialBalance)
+        if let amount = Centavos(amount: initialBalance) { return amount }
+        // Zero has the same form as an amount: 1-12 zeros, then optionally
+        // `,` or `.` and 1-2 zeros.
+        let parts = initialBalance.split(
+            omittingEmptySubsequences: false, whereSeparator: { $0 == "," || $0 == "." })
+        let zeros = { (part: Substring, most: Int) in (1...most).contains(part.count) && part.allSatisfy { $0 == "0" } }
+        guard parts.count <= 2, zeros(parts[0], 12), parts.count == 1 || zeros(parts[1], 2) else { return nil }
+        return .zero
     }
 
     func run() async throws {

@@ -31,9 +31,23 @@ struct ServerProcessTests {
         #expect(await first.stop() == 0)
     }
 
+    @Test("--initial-balance takes a request amount or zero", arguments: [("25,50", "2550"), ("0", "0"), ("0,00", "0")])
+    func initialBalance(amount: String, cents: String) async throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let server = try await ServerProcess(
+            journal: directory + "/journal", extra: ["--no-console", "--initial-balance", amount])
+        let peer = try LineSocket(port: server.port)
+        #expect(peer.request("REGISTER|alice")?.hasSuffix("|\(cents)") == true)
+        #expect(await server.stop() == 0)
+    }
+
     @Test("Bad flags are refused with a usage error before anything starts")
     func badFlags() async throws {
-        for arguments in [["--initial-balance", "abc"], ["--key-ttl", "0"], ["--port", "70000"], ["--bogus"]] {
+        for arguments in [
+            ["--initial-balance", "abc"], ["--initial-balance", ",00"], ["--key-ttl", "0"], ["--key-grace", "-1"],
+            ["--port", "70000"], ["--max-clients", "0"], ["--bogus"],
+        ] {
             let child = try ChildProcess("carteira-server", arguments + ["--journal", "/nonexistent/never"])
             #expect(await child.exitStatus() == 64, "\(arguments)")
         }

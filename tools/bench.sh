@@ -43,7 +43,10 @@ log "building carteira-load (release)"
 (cd "$loadgen_dir" && swift build -c release --product carteira-load >&2)
 load="$(cd "$loadgen_dir" && swift build -c release --show-bin-path)/carteira-load"
 
+# A large initial balance: send@1 pays one payee that never pays back, and
+# R$ 100,00 would run out after 10,000 sends.
 "$server" --host 127.0.0.1 --port 0 --journal "$work/journal" --no-console --log-level warning \
+    --initial-balance 1000000 \
     >"$work/server.log" 2>&1 </dev/null &
 server_pid=$!
 port=""

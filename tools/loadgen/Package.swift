@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.24.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
     ],
     targets: [
         .target(
@@ -55,6 +56,16 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "LoadKitTests", dependencies: ["LoadKit"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "LoadKitTests",
+            dependencies: [
+                "LoadKit",
+                // The runs are tested against a real server on port 0.
+                .product(name: "CarteiraServer", package: carteira),
+                .product(name: "CarteiraJournal", package: carteira),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
     ]
 )

@@ -50,7 +50,7 @@ func sendsHaveFreshRequestIDs() throws {
     #expect(source.next() == "SEND|\(key)|0,01|lgtest-3-2\n")
 }
 
-@Test("Fresh prefixes differ and are valid machine-name and request-id text")
+@Test("Fresh prefixes are 12 characters and differ from run to run")
 func prefixesAreFresh() {
     let first = LoadPlan.freshPrefix()
     #expect(first.count == 12)

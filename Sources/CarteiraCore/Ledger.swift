@@ -45,6 +45,14 @@ public struct MachineRecord: Sendable, Hashable {
     public var transferIndices: [Int]
 }
 
+extension MachineRecord {
+    mutating func record(transfer index: Int, at time: Timestamp, balance: Centavos) {
+        self.balance = balance
+        lastTransferAt = time
+        transferIndices.append(index)
+    }
+}
+
 /// An accepted transfer with where it stands in the journal.
 public struct TransferRecord: Sendable, Hashable {
     public var seq: Int64
@@ -195,10 +203,12 @@ public struct Ledger: Sendable {
 
         case let .transfer(transfer):
             guard lastSeq >= 0 else { throw LedgerViolation("event before the genesis line") }
-            guard var sender = machines[transfer.from] else {
+            // Read-only copies for the checks; the records are then changed in
+            // place, so their transfer lists are not copied on every transfer.
+            guard let sender = machines[transfer.from] else {
                 throw LedgerViolation("transfer from unknown machine \(transfer.from)")
             }
-            guard var payee = machines[transfer.to] else {
+            guard let payee = machines[transfer.to] else {
                 throw LedgerViolation("transfer to unknown machine \(transfer.to)")
             }
             guard transfer.from != transfer.to else { throw LedgerViolation("transfer to itself") }
@@ -226,25 +236,18 @@ public struct Ledger: Sendable {
             if let requestID = transfer.requestID {
                 transferIndexByRequest[RequestKey(machine: transfer.from, id: requestID)] = index
             }
-            sender.balance = senderAfter
-            sender.lastTransferAt = event.at
-            sender.transferIndices.append(index)
-            payee.balance = payeeAfter
-            payee.lastTransferAt = event.at
-            payee.transferIndices.append(index)
-            machines[transfer.from] = sender
-            machines[transfer.to] = payee
+            machines[transfer.from]?.record(transfer: index, at: event.at, balance: senderAfter)
+            machines[transfer.to]?.record(transfer: index, at: event.at, balance: payeeAfter)
 
         case let .keyRotated(rotation):
             guard lastSeq >= 0 else { throw LedgerViolation("event before the genesis line") }
-            guard var machine = machines[rotation.machine] else {
+            guard let machine = machines[rotation.machine] else {
                 throw LedgerViolation("key rotation for unknown machine \(rotation.machine)")
             }
             guard keys[rotation.key] == nil else { throw LedgerViolation("key \(rotation.key) issued twice") }
             keys[machine.key]?.replacedAt = event.at
-            machine.key = rotation.key
-            machine.keyExpires = rotation.expires
-            machines[rotation.machine] = machine
+            machines[rotation.machine]?.key = rotation.key
+            machines[rotation.machine]?.keyExpires = rotation.expires
             keys[rotation.key] = KeyRecord(owner: rotation.machine, expires: rotation.expires)
             noteExpiry(rotation.expires)
         }

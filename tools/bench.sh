@@ -45,7 +45,7 @@ load="$(cd "$loadgen_dir" && swift build -c release --show-bin-path)/carteira-lo
 
 # A large initial balance: send@1 pays one payee that never pays back, and
 # R$ 100,00 would run out after 10,000 sends.
-"$server" --host 127.0.0.1 --port 0 --journal "$work/journal" --no-console --log-level warning \
+"$server" --host 127.0.0.1 --port 0 --journal "$work/journal" --no-console --log-level info \
     --initial-balance 1000000 \
     >"$work/server.log" 2>&1 </dev/null &
 server_pid=$!
@@ -102,4 +102,10 @@ done
 echo
 echo "Errors by code: $(jq -s -c '[.[].errors] | add' "$work"/run-*.json)"
 echo "Journal after the run: $journal_lines lines ($transfers transfers), $journal_bytes bytes."
+# The server logs its journal statistics when it stops.
+syncs=$(sed -n 's/.*journal.syncs=\([0-9][0-9]*\).*/\1/p' "$work/server.log" | tail -n 1)
+synced=$(sed -n 's/.*journal.events_synced=\([0-9][0-9]*\).*/\1/p' "$work/server.log" | tail -n 1)
+if [ -n "$syncs" ] && [ "$syncs" -gt 0 ]; then
+    echo "Group commit: $synced events in $syncs syncs, $(awk -v e="$synced" -v s="$syncs" 'BEGIN { printf "%.1f", e / s }') events per sync over the whole run."
+fi
 echo "Runs of $seconds s against one server; nproc $(nproc), $(grep -m 1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(swift --version 2>/dev/null | head -n 1)."

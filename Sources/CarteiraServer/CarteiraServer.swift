@@ -156,7 +156,13 @@ public final class CarteiraServer: Service {
             logger.critical("Stopped: the journal could not be written", metadata: ["error": "\(failure)"])
             throw failure
         }
-        logger.info("Stopped")
+        let statistics = journalWriter.statistics()
+        logger.info(
+            "Stopped",
+            metadata: [
+                "journal.syncs": "\(statistics.syncs)", "journal.events_synced": "\(statistics.eventsSynced)",
+                "journal.last_seq": "\(statistics.lastSeq)",
+            ])
     }
 
     private func stopWhenAsked() async {

@@ -35,6 +35,7 @@ func isLowerHex(_ byte: UInt8) -> Bool {
 public struct MachineName: Sendable, Hashable, Comparable, CustomStringConvertible {
     public let text: String
 
+    @inlinable
     public init?(_ text: some StringProtocol) {
         let valid = isWellFormed(text, lengths: 1...64) { byte in
             isAlphanumeric(byte) || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
@@ -110,6 +111,7 @@ public func lowerHex(_ bytes: some Sequence<UInt8>) -> String {
 public struct Token: Sendable, Hashable {
     public let text: String
 
+    @inlinable
     public init?(_ text: some StringProtocol) {
         guard isWellFormed(text, lengths: 32...32, allowed: isLowerHex) else { return nil }
         self.text = String(text)
@@ -125,6 +127,7 @@ public struct Token: Sendable, Hashable {
 public struct TokenDigest: Sendable, Hashable, CustomStringConvertible {
     public let text: String
 
+    @inlinable
     public init?(_ text: some StringProtocol) {
         guard isWellFormed(text, lengths: 64...64, allowed: isLowerHex) else { return nil }
         self.text = String(text)
@@ -139,6 +142,7 @@ public struct TokenDigest: Sendable, Hashable, CustomStringConvertible {
 public struct TxID: Sendable, Hashable, Comparable, CustomStringConvertible {
     public let text: String
 
+    @inlinable
     public init?(_ text: some StringProtocol) {
         let valid = isWellFormed(text, lengths: 1...40) { isAlphanumeric($0) || $0 == UInt8(ascii: "-") }
         guard valid else { return nil }
@@ -158,6 +162,7 @@ public struct TxID: Sendable, Hashable, Comparable, CustomStringConvertible {
 public struct RequestID: Sendable, Hashable, CustomStringConvertible {
     public let text: String
 
+    @inlinable
     public init?(_ text: some StringProtocol) {
         let valid = isWellFormed(text, lengths: 1...64) {
             isAlphanumeric($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_")

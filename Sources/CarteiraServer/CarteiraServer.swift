@@ -208,10 +208,10 @@ public final class CarteiraServer: Service {
 
     private func serve(_ connection: Connection) async {
         let remote = connection.channel.remoteAddress?.description ?? "unknown"
-        let (stream, outbox) = Outbox.make(limit: configuration.maximumQueuedLinesPerConnection)
+        let (stream, outbox) = Outbox.make(
+            limit: configuration.maximumQueuedLinesPerConnection, channel: connection.channel)
         guard
-            let id = await ledgerService.openSession(
-                remoteAddress: remote, channel: connection.channel, outbox: outbox)
+            let id = await ledgerService.openSession(remoteAddress: remote, outbox: outbox)
         else {
             logger.warning("Refused a connection: too many clients or stopping", metadata: ["peer": "\(remote)"])
             try? await connection.executeThenClose { _, outbound in
@@ -247,7 +247,7 @@ public final class CarteiraServer: Service {
         } catch {
             logger.debug("Connection failed", metadata: ["peer": "\(remote)", "error": "\(error)"])
         }
-        await ledgerService.closeSession(id)
+        await ledgerService.connectionEnded(id)
         logger.debug("Connection closed", metadata: ["peer": "\(remote)"])
     }
 

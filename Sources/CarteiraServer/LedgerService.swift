@@ -21,7 +21,6 @@ public actor LedgerService {
         let id: SessionID
         let remoteAddress: String
         let connectedAt: Timestamp
-        let channel: any Channel
         let outbox: Outbox
         var machine: MachineName?
         var bucket: TokenBucket
@@ -40,6 +39,10 @@ public actor LedgerService {
     private let initialBalance: Centavos
     private let maximumSessions: Int
     private var sessions: [SessionID: Session] = [:]
+    /// Every connection whose task is still running, until `connectionEnded`:
+    /// a session ends when its reading stops, its connection only once
+    /// everything it owes is written (or it is closed).
+    private var connections: [SessionID: any Channel] = [:]
     private var sessionsByMachine: [MachineName: Set<SessionID>] = [:]
     private var nextSessionID = 1
     private var requestRate = RequestRate()
@@ -61,13 +64,14 @@ public actor LedgerService {
     // MARK: Sessions
 
     /// Admits a connection, or `nil` when the server is full or stopping.
-    func openSession(remoteAddress: String, channel: any Channel, outbox: Outbox) -> SessionID? {
-        guard state == .serving, sessions.count < maximumSessions else { return nil }
+    func openSession(remoteAddress: String, outbox: Outbox) -> SessionID? {
+        guard state == .serving, connections.count < maximumSessions else { return nil }
         let id = SessionID(value: nextSessionID)
         nextSessionID += 1
         let now = clock()
+        connections[id] = outbox.channel
         sessions[id] = Session(
-            id: id, remoteAddress: remoteAddress, connectedAt: now, channel: channel, outbox: outbox,
+            id: id, remoteAddress: remoteAddress, connectedAt: now, outbox: outbox,
             bucket: TokenBucket(now: now))
         return id
     }
@@ -88,9 +92,15 @@ public actor LedgerService {
         for session in sessions.values { session.outbox.finish() }
     }
 
+    /// The connection's task has ended.
+    func connectionEnded(_ id: SessionID) {
+        closeSession(id)
+        connections[id] = nil
+    }
+
     /// Closes every connection at once, for a shutdown whose grace ran out.
     func closeAllConnections() {
-        for session in sessions.values { session.channel.close(promise: nil) }
+        for channel in connections.values { channel.close(promise: nil) }
     }
 
     /// The journal could not be written: nothing more is served.
@@ -100,6 +110,9 @@ public actor LedgerService {
     }
 
     public var openSessionCount: Int { sessions.count }
+
+    /// Connections still open, including those only finishing their writes.
+    public var openConnectionCount: Int { connections.count }
 
     public func sessionSummaries() -> [SessionSummary] {
         sessions.sorted { $0.key < $1.key }.map { id, session in

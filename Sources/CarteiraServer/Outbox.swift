@@ -31,22 +31,27 @@ public struct Outgoing: Sendable {
 /// When it is full the client is too far behind and the connection closes.
 struct Outbox: Sendable {
     let continuation: AsyncStream<Outgoing>.Continuation
+    let channel: any Channel
 
-    static func make(limit: Int) -> (AsyncStream<Outgoing>, Outbox) {
+    static func make(limit: Int, channel: any Channel) -> (AsyncStream<Outgoing>, Outbox) {
         let (stream, continuation) = AsyncStream<Outgoing>.makeStream(bufferingPolicy: .bufferingOldest(limit))
-        return (stream, Outbox(continuation: continuation))
+        return (stream, Outbox(continuation: continuation, channel: channel))
     }
 
-    /// Queues `item`; false when the queue was full (the outbox is then
-    /// finished, so the connection closes) or already finished.
+    /// Queues `item`; false when the queue was full or already finished.
+    /// A full queue means the client stopped reading: its connection is
+    /// closed at once, since the writer may be stuck waiting for the socket.
     @discardableResult
     func send(_ item: Outgoing) -> Bool {
         switch continuation.yield(item) {
         case .enqueued:
             if item.kind == .final { continuation.finish() }
             return true
-        case .dropped, .terminated:
+        case .terminated:
+            return false
+        case .dropped:
             continuation.finish()
+            channel.close(promise: nil)
             return false
         @unknown default:
             continuation.finish()

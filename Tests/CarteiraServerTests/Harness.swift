@@ -18,7 +18,7 @@ struct TestServer {
 
     static func start(
         journal: String, keyTTLSeconds: Int64 = 180, keyGraceSeconds: Int64 = 30, maximumClients: Int = 10_000,
-        initialBalance: Centavos = Centavos(10_000),
+        initialBalance: Centavos = Centavos(10_000), maximumQueuedLines: Int = 1024,
         storage: ((String) throws -> any JournalStorage)? = nil
     ) async throws -> TestServer {
         var logger = Logger(label: "test-server")
@@ -26,7 +26,8 @@ struct TestServer {
         let configuration = ServerConfiguration(
             host: "127.0.0.1", port: 0, journalDirectory: journal, initialBalance: initialBalance,
             keyPolicy: KeyPolicy(ttlSeconds: keyTTLSeconds, graceSeconds: keyGraceSeconds),
-            maximumClients: maximumClients, shutdownGraceSeconds: 5)
+            maximumClients: maximumClients, maximumQueuedLinesPerConnection: maximumQueuedLines,
+            shutdownGraceSeconds: 5)
         let server = try await CarteiraServer.start(configuration: configuration, logger: logger, storage: storage)
         let task = Task { try await server.run() }
         return TestServer(server: server, task: task)

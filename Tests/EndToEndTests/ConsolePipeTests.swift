@@ -41,6 +41,15 @@ struct ConsolePipeTests {
             })
         #expect(balances == ["alice": 8766, "bob": 11234])
 
+        // rotate: journaled with reason=admin and pushed to the machine's sessions.
+        let oldKey = try #require(alice.request("KEY")?.split(separator: "|").dropFirst().first)
+        server.child.write("rotate alice\nverify\n")
+        let push = try #require(alice.readLine())
+        #expect(push.hasPrefix("EVT|key|") && !push.contains(oldKey))
+        #expect(await server.child.waitForOutput { $0.contains("last hash") })
+        let journalText = try String(contentsOfFile: directory + "/journal/ledger.journal", encoding: .utf8)
+        #expect(journalText.contains("type=key_rotated machine=alice ") && journalText.contains(" reason=admin "))
+
         server.child.write("nonsense\nshutdown\n")
         #expect(await server.child.exitStatus() == 0)
         #expect(server.child.output.text.contains("nonsense"))

@@ -4,24 +4,6 @@ import Testing
 
 @Suite("Every error code of the protocol table, over a real socket", .timeLimit(.minutes(1)))
 struct ErrorCodeTests {
-    /// Runs `body` with a fresh server and two registered peers.
-    func withPeers(
-        maximumClients: Int = 10_000,
-        _ body: (TestServer, TestPeer, TestPeer, String, String) async throws -> Void
-    ) async throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let server = try await TestServer.start(journal: directory.path, maximumClients: maximumClients)
-        let alice = try await TestPeer(port: server.port)
-        let bob = try await TestPeer(port: server.port)
-        let aliceKey = try await alice.register("alice").key
-        let bobKey = try await bob.register("bob").key
-        try await body(server, alice, bob, aliceKey, bobKey)
-        await alice.close()
-        await bob.close()
-        try await server.stop()
-    }
-
     @Test("bad_request: wrong field counts, bad request ids, bad history limits, invalid UTF-8")
     func badRequest() async throws {
         try await withPeers { (_, alice, _, _, bobKey) async throws in

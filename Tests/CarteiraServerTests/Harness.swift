@@ -63,6 +63,25 @@ private final class LineCollector: ChannelInboundHandler {
     }
 }
 
+/// Runs `body` with a fresh server and two registered peers, alice and bob,
+/// given with their keys; closes everything afterwards.
+func withPeers(
+    maximumClients: Int = 10_000,
+    _ body: (TestServer, TestPeer, TestPeer, String, String) async throws -> Void
+) async throws {
+    let directory = try TemporaryDirectory()
+    defer { directory.remove() }
+    let server = try await TestServer.start(journal: directory.path, maximumClients: maximumClients)
+    let alice = try await TestPeer(port: server.port)
+    let bob = try await TestPeer(port: server.port)
+    let aliceKey = try await alice.register("alice").key
+    let bobKey = try await bob.register("bob").key
+    try await body(server, alice, bob, aliceKey, bobKey)
+    await alice.close()
+    await bob.close()
+    try await server.stop()
+}
+
 /// A peer speaking the line protocol over a real socket, as `nc` would.
 final class TestPeer {
     private let channel: any Channel

@@ -6,24 +6,15 @@ import Testing
 struct SeedScenarioTests {
     @Test("A correct transfer moves R$ 50: payer 50, payee 150, and the payee's session gets the push")
     func correctTransfer() async throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let server = try await TestServer.start(journal: directory.path)
-        let alice = try await TestPeer(port: server.port)
-        let bob = try await TestPeer(port: server.port)
-        _ = try await alice.register("alice")
-        let bobKey = try await bob.register("bob").key
-
-        #expect(try await alice.request("CHECK|\(bobKey)") == "OK|bob")
-        let sent = try await fields(alice.request("SEND|\(bobKey)|50,00"))
-        #expect(sent[0] == "OK" && sent[2] == "5000")
-        let push = try #require(try await bob.nextPush())
-        #expect(push == "EVT|received|\(sent[1])|alice|5000|15000")
-        #expect(try await bob.request("BALANCE") == "OK|15000")
-        #expect(try await alice.request("BALANCE") == "OK|5000")
-        await alice.close()
-        await bob.close()
-        try await server.stop()
+        try await withPeers { (_, alice, bob, _, bobKey) async throws in
+            #expect(try await alice.request("CHECK|\(bobKey)") == "OK|bob")
+            let sent = try await fields(alice.request("SEND|\(bobKey)|50,00"))
+            #expect(sent[0] == "OK" && sent[2] == "5000")
+            let push = try #require(try await bob.nextPush())
+            #expect(push == "EVT|received|\(sent[1])|alice|5000|15000")
+            #expect(try await bob.request("BALANCE") == "OK|15000")
+            #expect(try await alice.request("BALANCE") == "OK|5000")
+        }
     }
 
     @Test("A machine that reconnects with its token gets its wallet back; a wrong token is refused")
@@ -77,18 +68,10 @@ struct SeedScenarioTests {
             ("1000000", "insufficient_funds"),
         ])
     func inconsistentAmounts(amount: String, code: String) async throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let server = try await TestServer.start(journal: directory.path)
-        let alice = try await TestPeer(port: server.port)
-        let bob = try await TestPeer(port: server.port)
-        _ = try await alice.register("alice")
-        let bobKey = try await bob.register("bob").key
-        #expect(try await errorCode(alice.request("SEND|\(bobKey)|\(amount)")) == code)
-        #expect(try await alice.request("BALANCE") == "OK|10000")
-        #expect(try await bob.request("BALANCE") == "OK|10000")
-        await alice.close()
-        await bob.close()
-        try await server.stop()
+        try await withPeers { (_, alice, bob, _, bobKey) async throws in
+            #expect(try await errorCode(alice.request("SEND|\(bobKey)|\(amount)")) == code)
+            #expect(try await alice.request("BALANCE") == "OK|10000")
+            #expect(try await bob.request("BALANCE") == "OK|10000")
+        }
     }
 }

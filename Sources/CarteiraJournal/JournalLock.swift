@@ -60,10 +60,16 @@ public final class JournalLock: Sendable {
         return errno == EWOULDBLOCK
     }
 
-    /// Gives the lock up (closing the file drops the `flock`). Idempotent.
+    /// Gives the lock up. Idempotent. Unlocks explicitly before closing: a
+    /// child process being spawned at that moment holds a copy of the
+    /// descriptor until its `exec`, and closing ours alone would leave the
+    /// lock held through that copy.
     public func release() {
         descriptor.withLock { descriptor in
-            if let open = descriptor { close(open) }
+            if let open = descriptor {
+                flock(open, LOCK_UN)
+                close(open)
+            }
             descriptor = nil
         }
     }

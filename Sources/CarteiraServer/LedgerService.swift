@@ -132,27 +132,32 @@ public actor LedgerService {
     /// false when the connection should stop reading (after `QUIT`, or when
     /// its queue overflowed).
     func handle(_ request: Request, from id: SessionID) -> Bool {
-        guard var session = sessions[id] else { return false }
-        let now = clock()
-        requestRate.record(at: now)
-        session.requestsServed += 1
-        let response = respond(to: request, session: &session, now: now)
-        sessions[id] = session
-        let kind: Outgoing.Kind = request == .quit ? .final : .answer
-        let queued = session.outbox.send(
-            Outgoing(text: response.wire, kind: kind, durableThrough: ledger.lastSeq))
-        return queued && kind != .final
+        answer(from: id, closing: request == .quit, reflectsState: true) { session, now in
+            respond(to: request, session: &session, now: now)
+        }
     }
 
     /// Queues an answer that needed no ledger state (a malformed line).
     func reject(_ rejection: Rejection, from id: SessionID, closing: Bool = false) -> Bool {
+        answer(from: id, closing: closing, reflectsState: false) { _, _ in .error(rejection) }
+    }
+
+    /// Counts the request, makes its answer and queues it in order; false when
+    /// the connection should stop reading (a closing answer, or a full queue).
+    private func answer(
+        from id: SessionID, closing: Bool, reflectsState: Bool,
+        _ makeResponse: (inout Session, Timestamp) -> Response
+    ) -> Bool {
         guard var session = sessions[id] else { return false }
-        requestRate.record(at: clock())
+        let now = clock()
+        requestRate.record(at: now)
         session.requestsServed += 1
+        let response = makeResponse(&session, now)
         sessions[id] = session
-        let kind: Outgoing.Kind = closing ? .final : .answer
-        return session.outbox.send(Outgoing(text: Response.error(rejection).wire, kind: kind, durableThrough: 0))
-            && !closing
+        let item = Outgoing(
+            text: response.wire, kind: closing ? .final : .answer,
+            durableThrough: reflectsState ? ledger.lastSeq : 0)
+        return session.outbox.send(item) && !closing
     }
 
     private func respond(to request: Request, session: inout Session, now: Timestamp) -> Response {

@@ -5,10 +5,10 @@ import Synchronization
 /// One OS thread of its own that runs the jobs given to it, in order. Blocking
 /// terminal reads (readline, a pipe) run here: never on an event loop or the
 /// Swift cooperative pool.
-final class DedicatedThread: Sendable {
+public final class DedicatedThread: Sendable {
     private let queue = JobQueue()
 
-    init(name: String) {
+    public init(name: String) {
         let thread = Thread { [queue] in
             // A nil job is the stop signal from deinit.
             while let job = queue.next() { job() }
@@ -20,7 +20,7 @@ final class DedicatedThread: Sendable {
     deinit { queue.submit(nil) }
 
     /// Runs `body` on the thread and returns its result.
-    func run<Value: Sendable>(_ body: @escaping @Sendable () -> Value) async -> Value {
+    public func run<Value: Sendable>(_ body: @escaping @Sendable () -> Value) async -> Value {
         await withCheckedContinuation { continuation in
             queue.submit { continuation.resume(returning: body()) }
         }

@@ -75,7 +75,7 @@ func waitForInput(_ fd: Int32, or pipe: WakePipe) -> PollResult {
 }
 
 /// Writes all of `text` to `fd`, retrying short writes and EINTR.
-func writeAll(_ fd: Int32, _ text: String) {
+public func writeAll(_ fd: Int32, _ text: String) {
     var bytes = Array(text.utf8)[...]
     while !bytes.isEmpty {
         let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }

@@ -153,19 +153,9 @@ extension Logger.Level: @retroactive ExpressibleByArgument {}
 /// Writes a line straight to standard output, unbuffered, so a script or
 /// test reading a pipe sees it at once.
 func printOut(_ message: String) {
-    writeAll(message + "\n", to: STDOUT_FILENO)
+    writeAll(STDOUT_FILENO, message + "\n")
 }
 
 func printError(_ message: String) {
-    writeAll(message + "\n", to: STDERR_FILENO)
-}
-
-private func writeAll(_ text: String, to descriptor: Int32) {
-    var bytes = Array(text.utf8)[...]
-    while !bytes.isEmpty {
-        let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-        if written < 0 && errno == EINTR { continue }
-        guard written > 0 else { return }
-        bytes = bytes.dropFirst(written)
-    }
+    writeAll(STDERR_FILENO, message + "\n")
 }

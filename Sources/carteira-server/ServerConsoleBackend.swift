@@ -2,12 +2,16 @@ import CarteiraConsole
 import CarteiraCore
 import CarteiraJournal
 import CarteiraServer
-import Foundation
 
 /// The admin console's view of the running server: reads come from the
 /// ledger service and are shown only once what they reflect is durable.
 struct ServerConsoleBackend: ConsoleBackend {
     let server: CarteiraServer
+    private let verifier = DedicatedThread(name: "carteira-verify")
+
+    init(server: CarteiraServer) {
+        self.server = server
+    }
 
     func ledger() async -> Ledger {
         let (ledger, seq) = await server.ledgerService.snapshot()
@@ -52,17 +56,13 @@ struct ServerConsoleBackend: ConsoleBackend {
     func verifyJournal() async -> Result<String, JournalVerifyFailure> {
         let directory = server.configuration.journalDirectory
         // Reading a large journal takes a while: not on the shared task pool.
-        return await withCheckedContinuation { continuation in
-            let thread = Thread {
-                do {
-                    let summary = try JournalVerifier.verify(directory: directory)
-                    continuation.resume(returning: .success(JournalReport.summary(summary, directory: directory)))
-                } catch {
-                    continuation.resume(returning: .failure(JournalVerifyFailure("\(error)")))
-                }
+        return await verifier.run {
+            do {
+                let summary = try JournalVerifier.verify(directory: directory)
+                return .success(JournalReport.summary(summary, directory: directory))
+            } catch {
+                return .failure(JournalVerifyFailure("\(error)"))
             }
-            thread.name = "carteira-verify"
-            thread.start()
         }
     }
 

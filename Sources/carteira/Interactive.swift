@@ -14,18 +14,16 @@ protocol LinePrompter: Sendable {
     func printAbove(_ text: String)
 }
 
-/// Plain standard input: each line is read on a thread of its own, so a
-/// blocking `read` never holds a thread of the cooperative pool.
+/// Plain standard input, read on a thread of its own, so a blocking `read`
+/// never holds a thread of the cooperative pool.
 struct StdinPrompter: LinePrompter {
+    private let reader = DedicatedThread(name: "carteira-stdin")
+
     func readLine(prompt: String) async -> String? {
-        await withCheckedContinuation { continuation in
-            let thread = Thread {
-                print(prompt, terminator: "")
-                fflush(nil)
-                continuation.resume(returning: Swift.readLine(strippingNewline: true))
-            }
-            thread.name = "carteira-stdin"
-            thread.start()
+        await reader.run {
+            print(prompt, terminator: "")
+            fflush(nil)
+            return Swift.readLine(strippingNewline: true)
         }
     }
 

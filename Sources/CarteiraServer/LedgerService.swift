@@ -122,10 +122,6 @@ public actor LedgerService {
         }
     }
 
-    public func openSessionCount(of machine: MachineName) -> Int {
-        sessionsByMachine[machine]?.count ?? 0
-    }
-
     // MARK: Requests
 
     /// Handles one request from a session and queues its answer. Returns

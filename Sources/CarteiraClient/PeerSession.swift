@@ -302,7 +302,7 @@ public actor PeerSession {
                 throw ClientError.paymentOutcomeUnknown(requestID)
             }
             do {
-                guard case let .sent(tx, balance) = try await connection.perform(request) else { throw unexpected(request) }
+                guard case let .sent(tx, balance, _) = try await connection.perform(request) else { throw unexpected(request) }
                 return SendReceipt(tx: tx, balance: balance, requestID: requestID, confirmedAfterRetry: lostAnswers > 0)
             } catch ClientError.connectionLost {
                 lostAnswers += 1

@@ -55,8 +55,10 @@ extension Response {
             try expect(1)
             self = .owner(try field(fields[0], MachineName.init))
         case .send:
-            try expect(2)
-            self = .sent(tx: try field(fields[0], TxID.init), balance: try cents(fields[1]))
+            // A retry of a done request id carries a fourth field, `again`.
+            let again = fields.count == 3 && fields[2] == "again"
+            try expect(again ? 3 : 2)
+            self = .sent(tx: try field(fields[0], TxID.init), balance: try cents(fields[1]), again: again)
         case .history:
             throw violation("HISTORY answered without its count")
         case .quit:

@@ -7,12 +7,18 @@ import Synchronization
 public struct JournalStatistics: Sendable, Hashable {
     public var syncs: Int
     public var eventsSynced: Int
-    public var bytes: Int64
-    /// The last durable line's `seq` and `hash`.
+    /// The last durable line's `seq`.
     public var lastSeq: Int64
-    public var lastHash: String
     /// The journal file's size with every durable line.
     public var fileSize: Int64
+}
+
+/// What the writer tells its owner after each batch, on the writer thread.
+public enum JournalProgress: Sendable {
+    /// Every line up to this `seq` is on stable storage.
+    case durable(through: Int64)
+    /// A write or sync failed: nothing more will ever become durable.
+    case failed
 }
 
 /// Group commit (JOURNAL.md, Durability). One owner calls `append` in `seq`
@@ -42,10 +48,9 @@ public final class JournalWriter: Sendable {
         var pending: [UInt8] = []
         var pendingEvents = 0
         var pendingLastSeq: Int64
-        var pendingLastHash: [UInt8]
         var durableSeq: Int64
-        var durableHash: [UInt8]
         var statistics: JournalStatistics
+        var progressHandler: (@Sendable (JournalProgress) -> Void)?
         var failure: JournalError?
         var stopping = false
         var threadExited = false
@@ -66,24 +71,21 @@ public final class JournalWriter: Sendable {
         var bytes: [UInt8]
         var events: Int
         var lastSeq: Int64
-        var lastHash: [UInt8]
     }
 
     private let storage: any JournalStorage
     private let chain: Mutex<Chain>
     private let state: Mutex<State>
     private let wakeUp = DispatchSemaphore(value: 0)
+    /// `State.durableSeq`, readable without the lock on every answer.
+    private let durable: Atomic<Int64>
 
     init(storage: any JournalStorage, lastSeq: Int64, lastHash: [UInt8], fileSize: Int64) {
         self.storage = storage
         chain = Mutex(Chain(lastSeq: lastSeq, lastHash: lastHash))
-        let statistics = JournalStatistics(
-            syncs: 0, eventsSynced: 0, bytes: 0, lastSeq: lastSeq, lastHash: String(decoding: lastHash, as: UTF8.self),
-            fileSize: fileSize)
-        state = Mutex(
-            State(
-                pendingLastSeq: lastSeq, pendingLastHash: lastHash, durableSeq: lastSeq, durableHash: lastHash,
-                statistics: statistics))
+        let statistics = JournalStatistics(syncs: 0, eventsSynced: 0, lastSeq: lastSeq, fileSize: fileSize)
+        state = Mutex(State(pendingLastSeq: lastSeq, durableSeq: lastSeq, statistics: statistics))
+        durable = Atomic(lastSeq)
         // A thread of its own: a sync may block for milliseconds, which must
         // stall neither the cooperative pool nor an event loop.
         let thread = Thread { [self] in run() }
@@ -94,7 +96,7 @@ public final class JournalWriter: Sendable {
     /// Encodes `event` onto the hash chain and queues its line for the next
     /// batch. `event.seq` must follow the last appended one.
     public func append(_ event: Event) {
-        let (line, hash) = chain.withLock { chain in
+        let line = chain.withLock { chain in
             precondition(event.seq == chain.lastSeq + 1, "journal append out of seq order")
             var text = JournalCodec.encodedText(event)
             let hash = JournalCodec.chainHash(previousHash: chain.lastHash, text: &text)
@@ -105,14 +107,13 @@ public final class JournalWriter: Sendable {
             line.append(contentsOf: " hash=".utf8)
             line.append(contentsOf: hash)
             line.append(newline)
-            return (line, hash)
+            return line
         }
         let wake = state.withLock { state in
             guard state.failure == nil, !state.stopping else { return false }
             state.pending.append(contentsOf: line)
             state.pendingEvents += 1
             state.pendingLastSeq = event.seq
-            state.pendingLastHash = hash
             defer { state.writerIdle = false }
             return state.writerIdle
         }
@@ -135,7 +136,17 @@ public final class JournalWriter: Sendable {
         try result.get()
     }
 
-    public var durableSeq: Int64 { state.withLock { $0.durableSeq } }
+    /// The last `seq` on stable storage. Sequentially consistent: a reader
+    /// that then finds nothing scheduled for it knows the writer will see
+    /// what it published before this load.
+    public var durableSeq: Int64 { durable.load(ordering: .sequentiallyConsistent) }
+
+    /// Called on the writer thread after every synced batch and once on
+    /// failure, so the owner can release what waited for the disk with one
+    /// job per batch. Set it before the first `append`.
+    public func onProgress(_ handler: @escaping @Sendable (JournalProgress) -> Void) {
+        state.withLock { $0.progressHandler = handler }
+    }
 
     /// The write or sync error that stopped the writer, if one did.
     public var failure: JournalError? { state.withLock { $0.failure } }
@@ -174,10 +185,7 @@ public final class JournalWriter: Sendable {
                 if state.pendingEvents > 0 {
                     swap(&spare, &state.pending)
                     defer { state.pendingEvents = 0 }
-                    return .write(
-                        Batch(
-                            bytes: spare, events: state.pendingEvents, lastSeq: state.pendingLastSeq,
-                            lastHash: state.pendingLastHash))
+                    return .write(Batch(bytes: spare, events: state.pendingEvents, lastSeq: state.pendingLastSeq))
                 }
                 if state.stopping { return .exit }
                 state.writerIdle = true
@@ -204,34 +212,34 @@ public final class JournalWriter: Sendable {
     }
 
     private func complete(_ batch: Batch) {
-        let ready = state.withLock { state in
+        let (ready, handler) = state.withLock { state in
             state.durableSeq = batch.lastSeq
-            state.durableHash = batch.lastHash
+            durable.store(batch.lastSeq, ordering: .sequentiallyConsistent)
             state.statistics.syncs += 1
             state.statistics.eventsSynced += batch.events
-            state.statistics.bytes += Int64(batch.bytes.count)
             state.statistics.fileSize += Int64(batch.bytes.count)
             state.statistics.lastSeq = batch.lastSeq
-            state.statistics.lastHash = String(decoding: batch.lastHash, as: UTF8.self)
             var ready: [Waiter] = []
             state.waiters.removeAll { waiter in
                 guard waiter.seq <= batch.lastSeq else { return false }
                 ready.append(waiter)
                 return true
             }
-            return ready
+            return (ready, state.progressHandler)
         }
+        handler?(.durable(through: batch.lastSeq))
         for waiter in ready { waiter.continuation.resume(returning: .success(())) }
     }
 
     private func fail(_ error: JournalError) {
-        let waiters = state.withLock { state in
+        let (waiters, handler) = state.withLock { state in
             state.failure = error
             state.pending = []
             state.pendingEvents = 0
             defer { state.waiters = [] }
-            return state.waiters
+            return (state.waiters, state.progressHandler)
         }
+        handler?(.failed)
         for waiter in waiters { waiter.continuation.resume(returning: .failure(.closed)) }
     }
 

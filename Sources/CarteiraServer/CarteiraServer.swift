@@ -20,25 +20,20 @@ public let systemClock: @Sendable () -> Timestamp = {
     return Timestamp(milliseconds: Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000)
 }
 
-/// The Carteira server: the journal replayed into the ledger service, a TCP
-/// listener, one task per connection, and the key-rotation timer. Run it in a
+/// The Carteira server: the journal replayed into the ledger owner, a TCP
+/// listener whose connections each run the whole request path on their
+/// event loop (`ConnectionHandler`), and the key-rotation timer. Run it in a
 /// `ServiceGroup` (SIGINT/SIGTERM stop it gracefully) or call `run()` and
 /// `shutdown()` yourself.
 public final class CarteiraServer: Service {
-    typealias Connection = NIOAsyncChannel<InboundFrame, ByteBuffer>
-
     public let configuration: ServerConfiguration
-    public let ledgerService: LedgerService
-    public let journalWriter: JournalWriter
     public let journalPath: String
     /// The port the listener is bound to (the chosen one when `port` was 0).
     public let port: Int
+    private let core: ServerCore
     private let logger: Logger
     private let lock: JournalLock
-    private let listener: NIOAsyncChannel<Connection, Never>
-    private let stopRequests: AsyncStream<Void>.Continuation
-    private let stopStream: AsyncStream<Void>
-    private let failure = Mutex<JournalError?>(nil)
+    private let listener: any Channel
 
     /// Opens and replays the journal, then binds the listener. Nothing is
     /// served until `run()`.
@@ -69,10 +64,14 @@ public final class CarteiraServer: Service {
             ])
         let service = LedgerService(
             ledger: journal.ledger, writer: journal.writer, initialBalance: configuration.initialBalance,
-            maximumSessions: configuration.maximumClients, clock: clock)
+            maximumConnections: configuration.maximumConnections, clock: clock)
+        let core = ServerCore(
+            ledger: service, writer: journal.writer, clock: clock, logger: logger,
+            maximumQueuedAnswers: configuration.maximumQueuedAnswersPerConnection,
+            stuckTimeoutSeconds: configuration.stuckConnectionTimeoutSeconds)
         do {
             // Keys that expired while the server was down are rotated first.
-            if let seq = await service.rotateExpiredKeys() {
+            if let seq = service.rotateExpiredKeys() {
                 try await journal.writer.waitDurable(through: seq)
             }
             let listener = try await ServerBootstrap(group: eventLoopGroup)
@@ -80,20 +79,22 @@ public final class CarteiraServer: Service {
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.allowRemoteHalfClosure, value: true)
-                .bind(host: configuration.host, port: configuration.port) { channel in
+                .childChannelOption(
+                    .writeBufferWaterMark,
+                    value: ChannelOptions.Types.WriteBufferWaterMark(
+                        low: configuration.outputLowWaterMarkBytes, high: configuration.outputHighWaterMarkBytes))
+                .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(
-                            ByteToMessageHandler(LineFrameDecoder(maximumLineBytes: maximumLineBytes)))
-                        return try Connection(
-                            wrappingChannelSynchronously: channel,
-                            configuration: .init(isOutboundHalfClosureEnabled: false))
+                        let release = core.release(for: channel.eventLoop)
+                        try channel.pipeline.syncOperations.addHandler(ConnectionHandler(core: core, release: release))
                     }
                 }
-            guard let port = listener.channel.localAddress?.port else {
+                .bind(host: configuration.host, port: configuration.port).get()
+            guard let port = listener.localAddress?.port else {
                 throw JournalError.io("the listener has no local port")
             }
             return CarteiraServer(
-                configuration: configuration, service: service, journal: journal, listener: listener, port: port,
+                configuration: configuration, core: core, journal: journal, listener: listener, port: port,
                 logger: logger)
         } catch {
             await journal.writer.shutdown()
@@ -103,24 +104,22 @@ public final class CarteiraServer: Service {
     }
 
     private init(
-        configuration: ServerConfiguration, service: LedgerService, journal: OpenedJournal,
-        listener: NIOAsyncChannel<Connection, Never>, port: Int, logger: Logger
+        configuration: ServerConfiguration, core: ServerCore, journal: OpenedJournal, listener: any Channel,
+        port: Int, logger: Logger
     ) {
         self.configuration = configuration
-        self.ledgerService = service
-        self.journalWriter = journal.writer
+        self.core = core
         self.journalPath = journal.journalPath
         self.lock = journal.lock
         self.listener = listener
         self.port = port
         self.logger = logger
-        (self.stopStream, self.stopRequests) = AsyncStream<Void>.makeStream()
     }
 
     /// Asks for a graceful stop: stop accepting, answer what was read, sync,
     /// close. `run()` returns once that is done.
     public func shutdown() {
-        stopRequests.yield()
+        core.stopRequests.yield()
     }
 
     /// Serves until `shutdown()`, a graceful-shutdown signal of the service
@@ -128,35 +127,26 @@ public final class CarteiraServer: Service {
     /// non-zero).
     public func run() async throws {
         logger.info("Listening", metadata: ["server.host": "\(configuration.host)", "server.port": "\(port)"])
+        // However the listener ends, the rest stops too.
+        let core = core
+        listener.closeFuture.whenComplete { _ in core.stopRequests.yield() }
         await withGracefulShutdownHandler {
             await withTaskGroup(of: Void.self) { background in
                 background.addTask { await self.rotateKeysUntilCancelled() }
-                background.addTask { await self.stopWhenAsked() }
-                await withDiscardingTaskGroup { connections in
-                    do {
-                        try await listener.executeThenClose { inbound in
-                            for try await connection in inbound {
-                                connections.addTask { await self.serve(connection) }
-                            }
-                        }
-                    } catch {
-                        logger.error("Listener failed", metadata: ["error": "\(error)"])
-                    }
-                    // However the listener ended, the rest stops too.
-                    shutdown()
-                }
+                for await _ in core.stopStream { break }
+                await stopServing()
                 background.cancelAll()
             }
         } onGracefulShutdown: {
             self.shutdown()
         }
-        await journalWriter.shutdown()
+        await core.writer.shutdown()
         lock.release()
-        if let failure = failure.withLock({ $0 }) {
+        if let failure = core.failure.withLock({ $0 }) {
             logger.critical("Stopped: the journal could not be written", metadata: ["error": "\(failure)"])
             throw failure
         }
-        let statistics = journalWriter.statistics()
+        let statistics = core.writer.statistics()
         logger.info(
             "Stopped",
             metadata: [
@@ -165,16 +155,37 @@ public final class CarteiraServer: Service {
             ])
     }
 
-    private func stopWhenAsked() async {
-        for await _ in stopStream { break }
-        guard !Task.isCancelled else { return }
+    /// Closes the listener, lets every connection write what it owes, and
+    /// closes those that do not finish within the grace period.
+    private func stopServing() async {
         logger.info("Stopping: no new connections; answering what was read")
-        listener.channel.close(promise: nil)
-        await ledgerService.beginShutdown()
-        try? await Task.sleep(for: .seconds(configuration.shutdownGraceSeconds))
-        guard !Task.isCancelled else { return }
-        logger.warning("Closing connections that did not finish in time")
-        await ledgerService.closeAllConnections()
+        try? await listener.close()
+        core.ledger.beginShutdown()
+        let drained = await waitForConnections(within: .seconds(configuration.shutdownGraceSeconds))
+        if !drained {
+            logger.warning("Closing connections that did not finish in time")
+            core.ledger.closeAllConnections()
+            _ = await waitForConnections(within: .seconds(2))
+        }
+    }
+
+    /// True once every connection has closed, false after `limit`.
+    private func waitForConnections(within limit: Duration) async -> Bool {
+        let core = core
+        return await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                if core.ledger.openConnectionCount == 0 { return true }
+                for await _ in core.closes where core.ledger.openConnectionCount == 0 { return true }
+                return false
+            }
+            group.addTask {
+                try? await Task.sleep(for: limit)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
     }
 
     private func rotateKeysUntilCancelled() async {
@@ -182,111 +193,50 @@ public final class CarteiraServer: Service {
         while !Task.isCancelled {
             try? await Task.sleep(for: tick)
             guard !Task.isCancelled else { return }
-            guard let seq = await ledgerService.rotateExpiredKeys() else { continue }
+            _ = core.ledger.rotateExpiredKeys()
+        }
+    }
+
+    // MARK: For the console and tests. What they show is durable first.
+
+    /// The ledger as of the last durable line: waits until everything the
+    /// state in memory holds is synced. After a journal failure it is shown
+    /// anyway: the operator needs to see it, and it reaches no peer.
+    public func durableLedger() async -> Ledger {
+        let (ledger, seq) = core.ledger.snapshot()
+        try? await core.writer.waitDurable(through: seq)
+        return ledger
+    }
+
+    /// The console's `rotate`: answers once the rotation is durable.
+    public func rotateKey(of machine: MachineName) async -> Result<(PaymentKey, Timestamp), Rejection> {
+        switch core.ledger.adminRotate(machine) {
+        case let .failure(rejection):
+            return .failure(rejection)
+        case let .success(rotation):
             do {
-                try await journalWriter.waitDurable(through: seq)
+                try await core.writer.waitDurable(through: rotation.seq)
             } catch {
-                await fail(error)
+                return .failure(ServingState.journalUnavailable)
             }
+            return .success((rotation.key, rotation.expires))
         }
     }
 
-    private func fail(_ error: JournalError) async {
-        // The writer knows the underlying I/O error; waiters only see `.closed`.
-        let error = journalWriter.failure ?? error
-        let first = failure.withLock { failure in
-            defer { if failure == nil { failure = error } }
-            return failure == nil
-        }
-        guard first else { return }
-        logger.critical("Journal write failed: refusing all changes", metadata: ["error": "\(error)"])
-        await ledgerService.journalFailed()
-        shutdown()
-    }
+    public func sessionSummaries() -> [SessionSummary] { core.ledger.sessionSummaries() }
 
-    // MARK: One connection
+    public var journalStatistics: JournalStatistics { core.writer.statistics() }
 
-    private func serve(_ connection: Connection) async {
-        let remote = connection.channel.remoteAddress?.description ?? "unknown"
-        let (stream, outbox) = Outbox.make(
-            limit: configuration.maximumQueuedLinesPerConnection, channel: connection.channel)
-        guard
-            let id = await ledgerService.openSession(remoteAddress: remote, outbox: outbox)
-        else {
-            logger.warning("Refused a connection: too many clients or stopping", metadata: ["peer": "\(remote)"])
-            try? await connection.executeThenClose { _, outbound in
-                let refusal = Response.error(Rejection(.unavailable, "too many connections or shutting down"))
-                try await outbound.write(ByteBuffer(string: refusal.wire))
-            }
-            return
-        }
-        logger.debug("Connection opened", metadata: ["peer": "\(remote)"])
-        do {
-            try await connection.executeThenClose { inbound, outbound in
-                try await withThrowingTaskGroup(of: Bool.self) { group in
-                    group.addTask {
-                        do {
-                            for try await frame in inbound {
-                                guard await self.receive(frame, from: id) else { break }
-                            }
-                        } catch {
-                            self.logger.debug("Read failed", metadata: ["peer": "\(remote)", "error": "\(error)"])
-                        }
-                        await self.ledgerService.closeSession(id)
-                        return false
-                    }
-                    group.addTask {
-                        try await self.drain(stream, to: outbound)
-                        return true
-                    }
-                    while let writerDone = try await group.next() {
-                        if writerDone { group.cancelAll() }
-                    }
-                }
-            }
-        } catch {
-            logger.debug("Connection failed", metadata: ["peer": "\(remote)", "error": "\(error)"])
-        }
-        await ledgerService.connectionEnded(id)
-        logger.debug("Connection closed", metadata: ["peer": "\(remote)"])
-    }
+    /// Requests answered in the last 60 seconds.
+    public func requestsLastMinute() async -> Int { await core.requestsLastMinute() }
 
-    /// Parses one frame and hands it to the ledger service; false when the
-    /// connection should stop reading.
-    private func receive(_ frame: InboundFrame, from id: SessionID) async -> Bool {
-        switch frame {
-        case .tooLong:
-            let rejection = Rejection(.lineTooLong, "a line may hold at most \(maximumLineBytes) bytes; closing")
-            return await ledgerService.reject(rejection, from: id, closing: true)
-        case let .line(buffer):
-            guard let text = String(validating: buffer.readableBytesView, as: UTF8.self) else {
-                return await ledgerService.reject(Rejection(.badRequest, "the line is not valid UTF-8"), from: id)
-            }
-            switch Request.parse(text[...]) {
-            case nil: return true
-            case let .failure(rejection)?: return await ledgerService.reject(rejection, from: id)
-            case let .success(request)?: return await ledgerService.handle(request, from: id)
-            }
-        }
-    }
+    public var startedAt: Timestamp { core.ledger.startedAt }
 
-    /// Writes each queued answer once what it reflects is durable.
-    private func drain(
-        _ stream: AsyncStream<Outgoing>, to outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
-    ) async throws {
-        for await item in stream {
-            var text = item.text
-            if item.durableThrough > journalWriter.durableSeq {
-                do {
-                    try await journalWriter.waitDurable(through: item.durableThrough)
-                } catch {
-                    await fail(error)
-                    guard item.kind != .push else { continue }
-                    text = Response.error(Rejection(.unavailable, "server cannot write its journal")).wire
-                }
-            }
-            try await outbound.write(ByteBuffer(string: text))
-            if item.kind == .final { return }
-        }
-    }
+    public func uptimeMilliseconds() -> Int64 { core.ledger.uptimeMilliseconds() }
+
+    /// Connections still open, including those only finishing their writes.
+    public var openConnectionCount: Int { core.ledger.openConnectionCount }
+
+    /// Connections bound to a machine.
+    public var openSessionCount: Int { core.ledger.openSessionCount }
 }

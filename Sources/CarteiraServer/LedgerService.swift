@@ -1,7 +1,7 @@
 public import CarteiraCore
 import CarteiraJournal
-import CarteiraProtocol
-import NIOCore
+public import CarteiraProtocol
+import Synchronization
 
 /// What the console's `sessions` shows of one connection.
 public struct SessionSummary: Sendable, Hashable {
@@ -12,279 +12,257 @@ public struct SessionSummary: Sendable, Hashable {
     public var requestsServed: Int
 }
 
-/// The one owner of the ledger state. Sessions hand it parsed requests; it
-/// decides, applies, hands the event to the journal writer and queues the
-/// answer (and any pushes) to be written once the journal is durable. It never
-/// waits for the disk, so the next request is decided while a batch syncs.
-public actor LedgerService {
-    struct Session {
-        let id: SessionID
-        let remoteAddress: String
-        let connectedAt: Timestamp
-        let outbox: Outbox
-        var machine: MachineName?
-        var bucket: TokenBucket
-        var requestsServed = 0
+/// One line that waits in a connection's queue until the journal is durable
+/// through `durableThrough`: no answer and no push shows a change that is not
+/// yet on disk.
+public struct Outgoing: Sendable {
+    public enum Kind: Sendable {
+        /// The answer to a request. If the journal fails before it is
+        /// durable, `ERR|unavailable` is written instead.
+        case answer
+        /// A push; dropped if the journal fails before it is durable.
+        case push
+        /// The last answer: the connection closes once it is written.
+        case final
     }
 
-    public enum State: Sendable, Equatable {
-        case serving
-        case shuttingDown
-        case journalFailed
+    public var text: String
+    public var kind: Kind
+    public var durableThrough: Int64
+
+    public init(text: String, kind: Kind, durableThrough: Int64) {
+        self.text = text
+        self.kind = kind
+        self.durableThrough = durableThrough
+    }
+}
+
+/// How the owner reaches a connection from any thread: each closure hops to
+/// the connection's event loop itself.
+public struct ConnectionLink: Sendable {
+    public let id: Int
+    public let remoteAddress: String
+    public let connectedAt: Timestamp
+    /// Queues a push on the connection.
+    public let deliver: @Sendable (Outgoing) -> Void
+    /// Stops reading; the connection closes once it has written what it owes.
+    public let finish: @Sendable () -> Void
+    /// Closes the connection at once.
+    public let close: @Sendable () -> Void
+    /// Requests this connection has had answered.
+    public let requestsServed: @Sendable () -> Int
+}
+
+/// The owner's answer to a `LedgerQuery`.
+public struct LedgerAnswer: Sendable {
+    public var response: Response
+    /// The `seq` the answer reflects: it is written once that is durable.
+    public var durableThrough: Int64
+    /// Pushes for other sessions, to be delivered once the lock is released.
+    var pushes: [(ConnectionLink, Outgoing)] = []
+}
+
+/// The one owner of the ledger state, behind a lock held for microseconds:
+/// `perform` decides, applies, hands the event's line to the journal writer
+/// and returns the answer with the `seq` it must wait for. It never waits for
+/// the disk, so the next request is decided while a batch syncs. Callers are
+/// event-loop threads (one request at a time per connection), the rotation
+/// timer and the console.
+public final class LedgerService: Sendable {
+    private struct State {
+        var ledger: Ledger
+        var serving = ServingState.serving
+        var connections: [Int: (link: ConnectionLink, machine: MachineName?)] = [:]
+        var sessionsByMachine: [MachineName: [Int: ConnectionLink]] = [:]
+        var nextConnectionID = 1
     }
 
-    private var ledger: Ledger
+    private let state: Mutex<State>
     private let writer: JournalWriter
     private let clock: @Sendable () -> Timestamp
     private let initialBalance: Centavos
-    private let maximumSessions: Int
-    private var sessions: [SessionID: Session] = [:]
-    /// Every connection whose task is still running, until `connectionEnded`:
-    /// a session ends when its reading stops, its connection only once
-    /// everything it owes is written (or it is closed).
-    private var connections: [SessionID: any Channel] = [:]
-    private var sessionsByMachine: [MachineName: Set<SessionID>] = [:]
-    private var nextSessionID = 1
-    private var requestRate = RequestRate()
-    public private(set) var state = State.serving
-    public nonisolated let startedAt: Timestamp
+    private let maximumConnections: Int
+    public let startedAt: Timestamp
 
     init(
-        ledger: Ledger, writer: JournalWriter, initialBalance: Centavos, maximumSessions: Int,
+        ledger: Ledger, writer: JournalWriter, initialBalance: Centavos, maximumConnections: Int,
         clock: @escaping @Sendable () -> Timestamp
     ) {
-        self.ledger = ledger
+        state = Mutex(State(ledger: ledger))
         self.writer = writer
         self.initialBalance = initialBalance
-        self.maximumSessions = maximumSessions
+        self.maximumConnections = maximumConnections
         self.clock = clock
         self.startedAt = clock()
     }
 
-    // MARK: Sessions
+    public var serving: ServingState { state.withLock { $0.serving } }
 
-    /// Admits a connection, or `nil` when the server is full or stopping.
-    func openSession(remoteAddress: String, outbox: Outbox) -> SessionID? {
-        guard state == .serving, connections.count < maximumSessions else { return nil }
-        let id = SessionID(value: nextSessionID)
-        nextSessionID += 1
-        let now = clock()
-        connections[id] = outbox.channel
-        sessions[id] = Session(
-            id: id, remoteAddress: remoteAddress, connectedAt: now, outbox: outbox,
-            bucket: TokenBucket(now: now))
-        return id
-    }
+    // MARK: Connections
 
-    func closeSession(_ id: SessionID) {
-        guard let session = sessions.removeValue(forKey: id) else { return }
-        session.outbox.finish()
-        if let machine = session.machine {
-            sessionsByMachine[machine]?.remove(id)
-            if sessionsByMachine[machine]?.isEmpty == true { sessionsByMachine[machine] = nil }
+    /// Admits a connection and returns its id, or `nil` when the server is
+    /// full or stopping. `makeLink` gets the id.
+    func admit(_ makeLink: (Int) -> ConnectionLink) -> ConnectionLink? {
+        state.withLock { state in
+            guard state.serving == .serving, state.connections.count < maximumConnections else { return nil }
+            let link = makeLink(state.nextConnectionID)
+            state.nextConnectionID += 1
+            state.connections[link.id] = (link, nil)
+            return link
         }
     }
 
-    /// Stops taking requests: every session's queue is finished, so each
-    /// connection writes what it owes and closes.
-    func beginShutdown() {
-        if state == .serving { state = .shuttingDown }
-        for session in sessions.values { session.outbox.finish() }
+    /// The connection has closed.
+    func connectionClosed(_ id: Int) {
+        state.withLock { state in
+            guard let entry = state.connections.removeValue(forKey: id), let machine = entry.machine else { return }
+            state.sessionsByMachine[machine]?[id] = nil
+            if state.sessionsByMachine[machine]?.isEmpty == true { state.sessionsByMachine[machine] = nil }
+        }
     }
 
-    /// The connection's task has ended.
-    func connectionEnded(_ id: SessionID) {
-        closeSession(id)
-        connections[id] = nil
+    /// Connections still open, including those only finishing their writes.
+    public var openConnectionCount: Int { state.withLock { $0.connections.count } }
+
+    /// Connections bound to a machine.
+    public var openSessionCount: Int { state.withLock { state in state.connections.values.count { $0.machine != nil } } }
+
+    public func sessionSummaries() -> [SessionSummary] {
+        let entries = state.withLock { state in state.connections.values.sorted { $0.link.id < $1.link.id } }
+        return entries.map { entry in
+            SessionSummary(
+                id: entry.link.id, remoteAddress: entry.link.remoteAddress, machine: entry.machine,
+                connectedAt: entry.link.connectedAt, requestsServed: entry.link.requestsServed())
+        }
+    }
+
+    /// Stops taking changes; every connection stops reading and closes once
+    /// it has written what it owes.
+    func beginShutdown() {
+        let links = state.withLock { state in
+            if state.serving == .serving { state.serving = .shuttingDown }
+            return state.connections.values.map(\.link)
+        }
+        for link in links { link.finish() }
     }
 
     /// Closes every connection at once, for a shutdown whose grace ran out.
     func closeAllConnections() {
-        for channel in connections.values { channel.close(promise: nil) }
+        let links = state.withLock { state in state.connections.values.map(\.link) }
+        for link in links { link.close() }
     }
 
     /// The journal could not be written: nothing more is served.
     func journalFailed() {
-        state = .journalFailed
-        for session in sessions.values { session.outbox.finish() }
-    }
-
-    public var openSessionCount: Int { sessions.count }
-
-    /// Connections still open, including those only finishing their writes.
-    public var openConnectionCount: Int { connections.count }
-
-    public func sessionSummaries() -> [SessionSummary] {
-        sessions.sorted { $0.key < $1.key }.map { id, session in
-            SessionSummary(
-                id: id.value, remoteAddress: session.remoteAddress, machine: session.machine,
-                connectedAt: session.connectedAt, requestsServed: session.requestsServed)
-        }
+        state.withLock { $0.serving = .journalFailed }
     }
 
     // MARK: Requests
 
-    /// Handles one request from a session and queues its answer. Returns
-    /// false when the connection should stop reading (after `QUIT`, or when
-    /// its queue overflowed).
-    func handle(_ request: Request, from id: SessionID) -> Bool {
-        answer(from: id, closing: request == .quit, reflectsState: true) { session, now in
-            respond(to: request, session: &session, now: now)
-        }
+    /// Answers `query` for the connection `link`, applying and journaling
+    /// any change. Pushes for other sessions are delivered before it returns,
+    /// outside the lock.
+    func perform(_ query: LedgerQuery, for link: ConnectionLink, now: Timestamp) -> LedgerAnswer {
+        let answer = state.withLock { state in respond(to: query, link: link, now: now, state: &state) }
+        for (target, push) in answer.pushes { target.deliver(push) }
+        return answer
     }
 
-    /// Queues an answer that needed no ledger state (a malformed line).
-    func reject(_ rejection: Rejection, from id: SessionID, closing: Bool = false) -> Bool {
-        answer(from: id, closing: closing, reflectsState: false) { _, _ in .error(rejection) }
-    }
-
-    /// Counts the request, makes its answer and queues it in order; false when
-    /// the connection should stop reading (a closing answer, or a full queue).
-    private func answer(
-        from id: SessionID, closing: Bool, reflectsState: Bool,
-        _ makeResponse: (inout Session, Timestamp) -> Response
-    ) -> Bool {
-        guard var session = sessions[id] else { return false }
-        let now = clock()
-        requestRate.record(at: now)
-        session.requestsServed += 1
-        let response = makeResponse(&session, now)
-        sessions[id] = session
-        let item = Outgoing(
-            text: response.wire, kind: closing ? .final : .answer,
-            durableThrough: reflectsState ? ledger.lastSeq : 0)
-        return session.outbox.send(item) && !closing
-    }
-
-    private func respond(to request: Request, session: inout Session, now: Timestamp) -> Response {
-        switch state {
-        case .serving: break
-        case .shuttingDown:
-            if request != .ping && request != .quit {
-                return .error(Rejection(.unavailable, "server is shutting down; nothing was done"))
-            }
-        case .journalFailed:
-            if request != .ping && request != .quit {
-                return .error(Rejection(.unavailable, "server cannot write its journal; nothing was done"))
-            }
+    private func respond(to query: LedgerQuery, link: ConnectionLink, now: Timestamp, state: inout State) -> LedgerAnswer {
+        func answer(_ response: Response) -> LedgerAnswer {
+            LedgerAnswer(response: response, durableThrough: state.ledger.lastSeq)
         }
-        if request.needsSession && session.machine == nil {
-            return .error(Rejection(.notLoggedIn, "\(request.name) needs REGISTER or LOGIN first"))
-        }
-        switch request {
-        case .ping:
-            return .pong
-
+        if let refusal = state.serving.refusal { return LedgerAnswer(response: .error(refusal), durableThrough: 0) }
+        switch query {
         case let .register(machine):
-            if let bound = session.machine {
-                return .error(Rejection(.alreadyLoggedIn, "this session is already \(bound)"))
-            }
             let token = SecureRandom.token()
             let command = Command.register(
-                machine: machine, tokenDigest: SecureRandom.digest(of: token), key: freshKey(),
+                machine: machine, tokenDigest: SecureRandom.digest(of: token), key: freshKey(state.ledger),
                 initialBalance: initialBalance)
-            switch commit(command, at: now) {
-            case let .failure(rejection): return .error(rejection)
+            switch commit(command, at: now, state: &state) {
+            case let .failure(rejection): return answer(.error(rejection))
             case .success:
-                bind(&session, to: machine)
-                guard let record = ledger.machines[machine] else { preconditionFailure("registered machine is known") }
-                return .registered(machine: machine, token: token, key: record.key, balance: record.balance)
+                bind(link, to: machine, state: &state)
+                let record = currentRecord(machine, state)
+                return answer(.registered(machine: machine, token: token, key: record.key, balance: record.balance))
             }
 
         case let .login(machine, token):
-            if let bound = session.machine {
-                return .error(Rejection(.alreadyLoggedIn, "this session is already \(bound)"))
-            }
-            if session.bucket.isEmpty(now: now) { return rateLimited() }
-            switch ledger.authenticate(machine, tokenDigest: token.map(SecureRandom.digest(of:))) {
-            case let .failure(rejection):
-                if rejection.code.isCharged { session.bucket.charge(now: now) }
-                return .error(rejection)
+            switch state.ledger.authenticate(machine, tokenDigest: token.map(SecureRandom.digest(of:))) {
+            case let .failure(rejection): return answer(.error(rejection))
             case let .success(record):
-                bind(&session, to: machine)
-                return .loggedIn(machine: machine, key: record.key, balance: record.balance)
+                bind(link, to: machine, state: &state)
+                return answer(.loggedIn(machine: machine, key: record.key, balance: record.balance))
             }
 
-        case .whoami:
-            let record = currentRecord(session)
-            return .whoami(machine: record.name, key: record.key, balance: record.balance, keyExpires: record.keyExpires)
+        case let .whoami(machine):
+            let record = currentRecord(machine, state)
+            return answer(
+                .whoami(machine: record.name, key: record.key, balance: record.balance, keyExpires: record.keyExpires))
 
-        case .balance:
-            return .balance(currentRecord(session).balance)
+        case let .balance(machine):
+            return answer(.balance(currentRecord(machine, state).balance))
 
-        case .key:
-            let record = currentRecord(session)
-            return .key(record.key, expires: record.keyExpires)
+        case let .key(machine):
+            let record = currentRecord(machine, state)
+            return answer(.key(record.key, expires: record.keyExpires))
 
-        case .rotate:
-            let record = currentRecord(session)
-            switch rotateKey(of: record.name, reason: .request, at: now, except: session.id) {
-            case let .failure(rejection): return .error(rejection)
-            case let .success((key, expires)): return .rotated(key, expires: expires)
+        case let .rotate(machine):
+            var pushes: [(ConnectionLink, Outgoing)] = []
+            switch rotateKey(of: machine, reason: .request, at: now, except: link.id, pushes: &pushes, state: &state) {
+            case let .failure(rejection): return answer(.error(rejection))
+            case let .success((key, expires)):
+                var result = answer(.rotated(key, expires: expires))
+                result.pushes = pushes
+                return result
             }
 
         case let .check(keyText):
-            if session.bucket.isEmpty(now: now) { return rateLimited() }
-            switch ledger.owner(ofKey: keyText, at: now) {
-            case let .failure(rejection):
-                if rejection.code.isCharged { session.bucket.charge(now: now) }
-                return .error(rejection)
-            case let .success(owner):
-                return .owner(owner)
+            switch state.ledger.owner(ofKey: keyText, at: now) {
+            case let .failure(rejection): return answer(.error(rejection))
+            case let .success(owner): return answer(.owner(owner))
             }
 
-        case let .send(keyText, amount, requestID):
-            let sender = currentRecord(session).name
-            if session.bucket.isEmpty(now: now) { return rateLimited() }
+        case let .send(sender, keyText, amount, requestID):
             let command = Command.transfer(from: sender, keyText: keyText, amount: amount, requestID: requestID)
-            switch ledger.decide(command, at: now) {
+            switch state.ledger.decide(command, at: now) {
             case let .reject(rejection):
-                if rejection.code.isCharged { session.bucket.charge(now: now) }
-                return .error(rejection)
+                return answer(.error(rejection))
             case let .alreadyDone(tx):
-                return .sent(tx: tx, balance: currentRecord(session).balance)
+                return answer(.sent(tx: tx, balance: currentRecord(sender, state).balance, again: true))
             case let .accept(event):
-                guard record(event) else {
-                    return .error(Rejection(.unavailable, "server cannot write its journal; nothing was done"))
+                guard record(event, state: &state) else { return answer(.error(ServingState.journalUnavailable)) }
+                guard case let .transfer(transfer) = event.kind else {
+                    preconditionFailure("a transfer decision yields a transfer")
                 }
-                guard case let .transfer(transfer) = event.kind, let payee = ledger.machines[transfer.to] else {
-                    preconditionFailure("a transfer decision yields a transfer to a known machine")
-                }
-                push(
-                    .received(tx: transfer.tx, from: sender, amount: amount, balance: payee.balance),
-                    to: transfer.to, except: nil)
-                return .sent(tx: transfer.tx, balance: currentRecord(session).balance)
+                var result = answer(.sent(tx: transfer.tx, balance: currentRecord(sender, state).balance, again: false))
+                let payee = currentRecord(transfer.to, state)
+                let push = Push.received(tx: transfer.tx, from: sender, amount: amount, balance: payee.balance)
+                collectPushes(push, to: transfer.to, except: nil, into: &result.pushes, state: state)
+                return result
             }
 
-        case let .history(limit):
-            let entries = ledger.history(of: currentRecord(session).name, limit: limit).map(HistoryEntry.init)
-            return .history(entries)
-
-        case .quit:
-            return .bye
+        case let .history(machine, limit):
+            return answer(.history(state.ledger.history(of: machine, limit: limit).map(HistoryEntry.init)))
         }
     }
 
-    private func rateLimited() -> Response {
-        .error(Rejection(.rateLimited, "too many failed key look-ups or logins on this connection; wait a little"))
-    }
-
-    private func currentRecord(_ session: Session) -> MachineRecord {
-        guard let machine = session.machine, let record = ledger.machines[machine] else {
+    private func currentRecord(_ machine: MachineName, _ state: State) -> MachineRecord {
+        guard let record = state.ledger.machines[machine] else {
             preconditionFailure("a bound session's machine is in the ledger")
         }
         return record
     }
 
-    private func bind(_ session: inout Session, to machine: MachineName) {
-        session.machine = machine
-        sessionsByMachine[machine, default: []].insert(session.id)
+    private func bind(_ link: ConnectionLink, to machine: MachineName, state: inout State) {
+        state.connections[link.id]?.machine = machine
+        state.sessionsByMachine[machine, default: [:]][link.id] = link
     }
 
     // MARK: Changes
 
     /// A key no machine ever had.
-    private func freshKey() -> PaymentKey {
+    private func freshKey(_ ledger: Ledger) -> PaymentKey {
         while true {
             let key = SecureRandom.key()
             if !ledger.knowsKey(key) { return key }
@@ -292,26 +270,25 @@ public actor LedgerService {
     }
 
     /// Decides `command`, applies and journals the event.
-    private func commit(_ command: Command, at now: Timestamp) -> Result<Event, Rejection> {
-        switch ledger.decide(command, at: now) {
+    private func commit(_ command: Command, at now: Timestamp, state: inout State) -> Result<Event, Rejection> {
+        switch state.ledger.decide(command, at: now) {
         case let .reject(rejection): return .failure(rejection)
         case .alreadyDone: preconditionFailure("only transfers can be already done")
         case let .accept(event):
-            guard record(event) else {
-                return .failure(Rejection(.unavailable, "server cannot write its journal; nothing was done"))
-            }
+            guard record(event, state: &state) else { return .failure(ServingState.journalUnavailable) }
             return .success(event)
         }
     }
 
-    /// Applies an accepted event and hands it to the journal writer.
-    private func record(_ event: Event) -> Bool {
+    /// Applies an accepted event and hands it to the journal writer; false
+    /// (and nothing changed) once the writer has failed.
+    private func record(_ event: Event, state: inout State) -> Bool {
         guard writer.failure == nil else {
-            journalFailed()
+            state.serving = .journalFailed
             return false
         }
         do {
-            try ledger.apply(event)
+            try state.ledger.apply(event)
         } catch {
             preconditionFailure("an event from decide always applies: \(error)")
         }
@@ -320,57 +297,62 @@ public actor LedgerService {
     }
 
     private func rotateKey(
-        of machine: MachineName, reason: KeyRotationReason, at now: Timestamp, except: SessionID?
+        of machine: MachineName, reason: KeyRotationReason, at now: Timestamp, except: Int?,
+        pushes: inout [(ConnectionLink, Outgoing)], state: inout State
     ) -> Result<(PaymentKey, Timestamp), Rejection> {
-        switch commit(.rotateKey(machine: machine, newKey: freshKey(), reason: reason), at: now) {
+        let command = Command.rotateKey(machine: machine, newKey: freshKey(state.ledger), reason: reason)
+        switch commit(command, at: now, state: &state) {
         case let .failure(rejection): return .failure(rejection)
         case let .success(event):
             guard case let .keyRotated(rotation) = event.kind else { preconditionFailure("rotation yields key_rotated") }
-            push(.key(rotation.key, expires: rotation.expires), to: machine, except: except)
+            collectPushes(.key(rotation.key, expires: rotation.expires), to: machine, except: except, into: &pushes, state: state)
             return .success((rotation.key, rotation.expires))
         }
     }
 
-    private func push(_ push: Push, to machine: MachineName, except: SessionID?) {
-        guard let ids = sessionsByMachine[machine] else { return }
-        let item = Outgoing(text: push.wire, kind: .push, durableThrough: ledger.lastSeq)
-        for id in ids where id != except {
-            // A payee too far behind to take a push is closed by `send`.
-            sessions[id]?.outbox.send(item)
-        }
+    private func collectPushes(
+        _ push: Push, to machine: MachineName, except: Int?, into pushes: inout [(ConnectionLink, Outgoing)],
+        state: State
+    ) {
+        guard let links = state.sessionsByMachine[machine] else { return }
+        let item = Outgoing(text: push.wire, kind: .push, durableThrough: state.ledger.lastSeq)
+        for (id, link) in links where id != except { pushes.append((link, item)) }
     }
 
     /// The rotation timer's tick: replaces every expired key. Returns the last
     /// `seq` written, if any, so the timer can wait for it to be durable.
     func rotateExpiredKeys() -> Int64? {
-        guard state == .serving else { return nil }
         let now = clock()
-        let due = ledger.machinesWithExpiredKeys(at: now)
-        guard !due.isEmpty else { return nil }
-        for machine in due {
-            _ = rotateKey(of: machine, reason: .expired, at: now, except: nil)
+        var pushes: [(ConnectionLink, Outgoing)] = []
+        let seq = state.withLock { state -> Int64? in
+            guard state.serving == .serving else { return nil }
+            let due = state.ledger.machinesWithExpiredKeys(at: now)
+            guard !due.isEmpty else { return nil }
+            for machine in due {
+                _ = rotateKey(of: machine, reason: .expired, at: now, except: nil, pushes: &pushes, state: &state)
+            }
+            state.ledger.refreshEarliestExpiry()
+            return state.ledger.lastSeq
         }
-        ledger.refreshEarliestExpiry()
-        return ledger.lastSeq
+        for (link, push) in pushes { link.deliver(push) }
+        return seq
     }
 
-    /// The console's `rotate`.
-    public func adminRotate(_ machine: MachineName) -> Result<(key: PaymentKey, expires: Timestamp, seq: Int64), Rejection> {
-        guard state == .serving else { return .failure(Rejection(.unavailable, "server is not serving")) }
-        return rotateKey(of: machine, reason: .admin, at: clock(), except: nil).map { ($0.0, $0.1, ledger.lastSeq) }
+    /// The console's `rotate`: the new key and the `seq` to wait for.
+    func adminRotate(_ machine: MachineName) -> Result<(key: PaymentKey, expires: Timestamp, seq: Int64), Rejection> {
+        var pushes: [(ConnectionLink, Outgoing)] = []
+        let result = state.withLock { state -> Result<(key: PaymentKey, expires: Timestamp, seq: Int64), Rejection> in
+            guard state.serving == .serving else { return .failure(Rejection(.unavailable, "server is not serving")) }
+            let rotated = rotateKey(of: machine, reason: .admin, at: clock(), except: nil, pushes: &pushes, state: &state)
+            return rotated.map { ($0.0, $0.1, state.ledger.lastSeq) }
+        }
+        for (link, push) in pushes { link.deliver(push) }
+        return result
     }
 
-    // MARK: Reading for the console
-
-    /// The state and the `seq` it reflects; wait for that `seq` to be durable
-    /// before showing it.
-    public func snapshot() -> (ledger: Ledger, seq: Int64) {
-        (ledger, ledger.lastSeq)
-    }
-
-    /// Requests answered in the last 60 seconds.
-    public func requestsLastMinute() -> Int {
-        requestRate.lastMinute(at: clock())
+    /// The state and the `seq` it reflects; show it only once that is durable.
+    func snapshot() -> (ledger: Ledger, seq: Int64) {
+        state.withLock { ($0.ledger, $0.ledger.lastSeq) }
     }
 
     /// Milliseconds since the service started.

@@ -6,11 +6,22 @@ public struct ServerConfiguration: Sendable {
     public var port: Int
     public var journalDirectory: String
     public var initialBalance: Centavos
-    public var keyPolicy: KeyPolicy
-    public var maximumClients: Int
-    /// Answers and pushes one connection may have waiting before the server
-    /// gives up on it as too far behind.
-    public var maximumQueuedLinesPerConnection: Int
+    /// A key's life before the server rotates it.
+    public var keyTTLSeconds: Int64
+    /// How long a replaced key stays payable.
+    public var keyGraceSeconds: Int64
+    public var maximumConnections: Int
+    /// Answers one connection may have waiting before the server stops
+    /// reading its requests; pushes may fill twice as many, then the
+    /// connection is closed as too far behind.
+    public var maximumQueuedAnswersPerConnection: Int
+    /// A connection whose socket takes none of its output for this long is
+    /// closed.
+    public var stuckConnectionTimeoutSeconds: Int64
+    /// Output buffered in the channel above which the connection stops being
+    /// read, and below which it is read again.
+    public var outputHighWaterMarkBytes: Int
+    public var outputLowWaterMarkBytes: Int
     /// How long graceful shutdown waits for connections to drain.
     public var shutdownGraceSeconds: Int64
 
@@ -19,24 +30,36 @@ public struct ServerConfiguration: Sendable {
         port: Int = 7070,
         journalDirectory: String = "journal",
         initialBalance: Centavos = Centavos(10_000),
-        keyPolicy: KeyPolicy = KeyPolicy(),
-        maximumClients: Int = 10_000,
-        maximumQueuedLinesPerConnection: Int = 1024,
+        keyTTLSeconds: Int64 = 180,
+        keyGraceSeconds: Int64 = 30,
+        maximumConnections: Int = 10_000,
+        maximumQueuedAnswersPerConnection: Int = 1024,
+        stuckConnectionTimeoutSeconds: Int64 = 30,
+        outputHighWaterMarkBytes: Int = 256 * 1024,
+        outputLowWaterMarkBytes: Int = 64 * 1024,
         shutdownGraceSeconds: Int64 = 10
     ) {
         self.host = host
         self.port = port
         self.journalDirectory = journalDirectory
         self.initialBalance = initialBalance
-        self.keyPolicy = keyPolicy
-        self.maximumClients = maximumClients
-        self.maximumQueuedLinesPerConnection = maximumQueuedLinesPerConnection
+        self.keyTTLSeconds = keyTTLSeconds
+        self.keyGraceSeconds = keyGraceSeconds
+        self.maximumConnections = maximumConnections
+        self.maximumQueuedAnswersPerConnection = maximumQueuedAnswersPerConnection
+        self.stuckConnectionTimeoutSeconds = stuckConnectionTimeoutSeconds
+        self.outputHighWaterMarkBytes = outputHighWaterMarkBytes
+        self.outputLowWaterMarkBytes = outputLowWaterMarkBytes
         self.shutdownGraceSeconds = shutdownGraceSeconds
+    }
+
+    public var keyPolicy: KeyPolicy {
+        KeyPolicy(ttlSeconds: keyTTLSeconds, graceSeconds: keyGraceSeconds)
     }
 
     /// How often the rotation timer looks for expired keys: a tenth of the
     /// TTL, between 50 ms and 1 s.
     public var rotationTickMilliseconds: Int64 {
-        min(1000, max(50, keyPolicy.ttlSeconds * 100))
+        min(1000, max(50, keyTTLSeconds * 100))
     }
 }

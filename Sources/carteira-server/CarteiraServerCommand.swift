@@ -84,8 +84,7 @@ struct Serve: AsyncParsableCommand {
         let configuration = ServerConfiguration(
             host: host, port: port, journalDirectory: journal,
             initialBalance: initialBalanceCentavos ?? Centavos(10_000),
-            keyPolicy: KeyPolicy(ttlSeconds: keyTTL, graceSeconds: keyGrace),
-            maximumClients: maxClients)
+            keyTTLSeconds: keyTTL, keyGraceSeconds: keyGrace, maximumConnections: maxClients)
         let server: CarteiraServer
         do {
             server = try await CarteiraServer.start(configuration: configuration, logger: logger)

@@ -14,15 +14,11 @@ struct ServerConsoleBackend: ConsoleBackend {
     }
 
     func ledger() async -> Ledger {
-        let (ledger, seq) = await server.ledgerService.snapshot()
-        // After a journal failure the state is shown anyway: the operator
-        // needs to see it, and the console says nothing to peers.
-        try? await server.journalWriter.waitDurable(through: seq)
-        return ledger
+        await server.durableLedger()
     }
 
     func sessions() async -> [ConsoleSession] {
-        await server.ledgerService.sessionSummaries().map { summary in
+        server.sessionSummaries().map { summary in
             ConsoleSession(
                 remoteAddress: summary.remoteAddress, machine: summary.machine, connectedAt: summary.connectedAt,
                 requestsServed: summary.requestsServed)
@@ -30,27 +26,16 @@ struct ServerConsoleBackend: ConsoleBackend {
     }
 
     func statistics() async -> ConsoleStatistics {
-        let journal = server.journalWriter.statistics()
-        let service = server.ledgerService
+        let journal = server.journalStatistics
         return ConsoleStatistics(
             journalPath: server.journalPath, journalSizeBytes: journal.fileSize, lastSeq: journal.lastSeq,
             syncs: Int64(journal.syncs), eventsSynced: Int64(journal.eventsSynced),
-            requestsLastMinute: Int64(await service.requestsLastMinute()),
-            uptimeSeconds: await service.uptimeMilliseconds() / 1000, startedAt: service.startedAt)
+            requestsLastMinute: Int64(await server.requestsLastMinute()),
+            uptimeSeconds: server.uptimeMilliseconds() / 1000, startedAt: server.startedAt)
     }
 
     func rotateKey(of machine: MachineName) async -> Result<(PaymentKey, Timestamp), Rejection> {
-        switch await server.ledgerService.adminRotate(machine) {
-        case let .failure(rejection):
-            return .failure(rejection)
-        case let .success(rotation):
-            do {
-                try await server.journalWriter.waitDurable(through: rotation.seq)
-            } catch {
-                return .failure(Rejection(.unavailable, "the journal could not be written"))
-            }
-            return .success((rotation.key, rotation.expires))
-        }
+        await server.rotateKey(of: machine)
     }
 
     func verifyJournal() async -> Result<String, JournalVerifyFailure> {

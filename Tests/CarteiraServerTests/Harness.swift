@@ -17,17 +17,18 @@ struct TestServer {
     var port: Int { server.port }
 
     static func start(
-        journal: String, keyTTLSeconds: Int64 = 180, keyGraceSeconds: Int64 = 30, maximumClients: Int = 10_000,
-        initialBalance: Centavos = Centavos(10_000), maximumQueuedLines: Int = 1024,
+        journal: String, keyTTLSeconds: Int64 = 180, keyGraceSeconds: Int64 = 30, maximumConnections: Int = 10_000,
+        initialBalance: Centavos = Centavos(10_000), maximumQueuedAnswers: Int = 1024,
+        stuckConnectionTimeoutSeconds: Int64 = 30,
         storage: ((String) throws -> any JournalStorage)? = nil
     ) async throws -> TestServer {
         var logger = Logger(label: "test-server")
         logger.logLevel = .warning
         let configuration = ServerConfiguration(
             host: "127.0.0.1", port: 0, journalDirectory: journal, initialBalance: initialBalance,
-            keyPolicy: KeyPolicy(ttlSeconds: keyTTLSeconds, graceSeconds: keyGraceSeconds),
-            maximumClients: maximumClients, maximumQueuedLinesPerConnection: maximumQueuedLines,
-            shutdownGraceSeconds: 5)
+            keyTTLSeconds: keyTTLSeconds, keyGraceSeconds: keyGraceSeconds, maximumConnections: maximumConnections,
+            maximumQueuedAnswersPerConnection: maximumQueuedAnswers,
+            stuckConnectionTimeoutSeconds: stuckConnectionTimeoutSeconds, shutdownGraceSeconds: 5)
         let server = try await CarteiraServer.start(configuration: configuration, logger: logger, storage: storage)
         let task = Task { try await server.run() }
         return TestServer(server: server, task: task)
@@ -66,12 +67,12 @@ private final class LineCollector: ChannelInboundHandler {
 /// Runs `body` with a fresh server and two registered peers, alice and bob,
 /// given with their keys; closes everything afterwards.
 func withPeers(
-    maximumClients: Int = 10_000,
+    maximumConnections: Int = 10_000,
     _ body: (TestServer, TestPeer, TestPeer, String, String) async throws -> Void
 ) async throws {
     let directory = try TemporaryDirectory()
     defer { directory.remove() }
-    let server = try await TestServer.start(journal: directory.path, maximumClients: maximumClients)
+    let server = try await TestServer.start(journal: directory.path, maximumConnections: maximumConnections)
     let alice = try await TestPeer(port: server.port)
     let bob = try await TestPeer(port: server.port)
     let aliceKey = try await alice.register("alice").key

@@ -34,7 +34,7 @@ struct JournalFailureTests {
 
         // What was durable survives; the refused transfer does not.
         let restarted = try await TestServer.start(journal: directory.path)
-        let (ledger, _) = await restarted.server.ledgerService.snapshot()
+        let ledger = await restarted.server.durableLedger()
         #expect(ledger.machines[try #require(MachineName("alice"))]?.balance == Centavos(9000))
         #expect(ledger.transfers.count == 1)
         try await restarted.stop()

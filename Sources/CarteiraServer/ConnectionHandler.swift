@@ -1,0 +1,409 @@
+import CarteiraCore
+import CarteiraJournal
+import CarteiraProtocol
+import NIOCore
+import Synchronization
+
+/// One event loop's share of the group commit: the connections on it whose
+/// next answer waits for the journal. After each sync the journal thread
+/// schedules one job per loop that has any (`durable()`), which releases
+/// every answer up to the durable `seq` and flushes each affected connection
+/// once, like Redis's `beforeSleep`.
+final class LoopRelease: Sendable {
+    /// Loop-confined state.
+    final class Local {
+        var waiting: [ObjectIdentifier: ConnectionHandler] = [:]
+        var requestRate = RequestRate()
+    }
+
+    let eventLoop: any EventLoop
+    let local: NIOLoopBoundBox<Local>
+    /// True while `waiting` may be non-empty and no job is on its way.
+    private let scheduled = Atomic<Bool>(false)
+
+    /// Must be called on `eventLoop`.
+    init(eventLoop: any EventLoop) {
+        self.eventLoop = eventLoop
+        local = NIOLoopBoundBox(Local(), eventLoop: eventLoop)
+    }
+
+    /// On the loop: `handler` has an answer waiting for the journal. The
+    /// caller must then look at the durable `seq` once more: either it sees
+    /// the sync that it raced with, or that sync's writer sees this flag.
+    func wait(_ handler: ConnectionHandler) {
+        local.value.waiting[ObjectIdentifier(handler)] = handler
+        scheduled.store(true, ordering: .sequentiallyConsistent)
+    }
+
+    /// On the loop: the connection closed.
+    func remove(_ handler: ConnectionHandler) {
+        local.value.waiting[ObjectIdentifier(handler)] = nil
+    }
+
+    /// On the journal thread, after a sync (or once on failure).
+    func journalProgressed(failed: Bool) {
+        guard scheduled.exchange(false, ordering: .sequentiallyConsistent) || failed else { return }
+        eventLoop.execute { self.releaseWaiting() }
+    }
+
+    private func releaseWaiting() {
+        let handlers = local.value.waiting
+        local.value.waiting.removeAll(keepingCapacity: true)
+        for handler in handlers.values { handler.journalProgressed() }
+    }
+}
+
+/// Requests a connection has had answered, readable by the console.
+final class RequestCounter: Sendable {
+    private let count = Atomic<Int>(0)
+    func increment() { count.wrappingAdd(1, ordering: .relaxed) }
+    var value: Int { count.load(ordering: .relaxed) }
+}
+
+/// The whole request path of one connection, on its event loop: lines are
+/// cut straight from the read buffer, the session's state machine decides
+/// what each needs, the ledger owner answers under its lock, and answers go
+/// to the connection's output in request order once what they reflect is
+/// durable. Nothing per request crosses a thread, task or actor.
+///
+/// Backpressure: while the socket does not take output, or `maximumQueued`
+/// answers wait, no more lines are read; a connection that stays unwritable
+/// for `stuckTimeoutSeconds`, or whose pushes pile up past twice the bound,
+/// is closed.
+final class ConnectionHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let core: ServerCore
+    private let release: LoopRelease
+    private let counter = RequestCounter()
+    private var context: ChannelHandlerContext?
+    private var link: ConnectionLink?
+    private var session: SessionMachine
+    private var framer = LineFrameDecoder(maximumLineBytes: maximumLineBytes)
+    /// Bytes read and not yet cut into lines.
+    private var inbound: ByteBuffer?
+    /// Answers and pushes not yet moved to `output`, in order.
+    private var queue = CircularBuffer<Outgoing>(initialCapacity: 4)
+    /// Bytes for the next write and flush.
+    private var output: ByteBuffer?
+    private var inWaitingSet = false
+    private var readPending = false
+    /// The last answer is in `output`: close once it is written.
+    private var closeAfterOutput = false
+    /// Shutting down: no more lines; close once everything owed is written.
+    private var finishing = false
+    /// The peer closed its side: answer the complete lines read, then close.
+    private var inputClosed = false
+    private var closing = false
+    private var stuckTimer: Scheduled<Void>?
+
+    init(core: ServerCore, release: LoopRelease) {
+        self.core = core
+        self.release = release
+        session = SessionMachine(now: core.clock())
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    // MARK: Life
+
+    func channelActive(context: ChannelHandlerContext) {
+        let remote = Self.describe(context.channel.remoteAddress)
+        let now = core.clock()
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let channel = context.channel
+        let counter = counter
+        link = core.ledger.admit { id in
+            ConnectionLink(
+                id: id, remoteAddress: remote, connectedAt: now,
+                deliver: { item in bound.eventLoop.run { bound.value.enqueuePush(item) } },
+                finish: { bound.eventLoop.run { bound.value.finish() } },
+                close: { channel.close(promise: nil) },
+                requestsServed: { counter.value })
+        }
+        if link == nil {
+            core.logger.warning("Refused a connection: too many clients or stopping", metadata: ["peer": "\(remote)"])
+            session = SessionMachine(now: now)
+            closeAfterOutput = true
+            appendOutput(Response.error(Rejection(.unavailable, "too many connections or shutting down")).wire)
+            flush()
+            return
+        }
+        core.logger.debug("Connection opened", metadata: ["peer": "\(remote)"])
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        closing = true
+        stuckTimer?.cancel()
+        stuckTimer = nil
+        release.remove(self)
+        queue.removeAll()
+        inbound = nil
+        if let link {
+            core.ledger.connectionClosed(link.id)
+            core.connectionClosed()
+        }
+        core.logger.debug("Connection closed", metadata: ["peer": "\(link?.remoteAddress ?? "unknown")"])
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        core.logger.debug("Connection failed", metadata: ["error": "\(error)"])
+        context.close(promise: nil)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event as? ChannelEvent == .inputClosed {
+            inputClosed = true
+            processLines()
+            flush()
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    // MARK: Reading
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard link != nil, !closing else { return }
+        var bytes = unwrapInboundIn(data)
+        if var accumulated = inbound {
+            inbound = nil  // keeps `accumulated` unique, so it grows in place
+            accumulated.writeBuffer(&bytes)
+            inbound = accumulated
+        } else {
+            inbound = bytes
+        }
+        processLines()
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        flush()
+        context.fireChannelReadComplete()
+    }
+
+    /// Holds the read while the connection should not take more input.
+    func read(context: ChannelHandlerContext) {
+        if wantsInput {
+            context.read()
+        } else {
+            readPending = true
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            stuckTimer?.cancel()
+            stuckTimer = nil
+            pump()
+        } else if stuckTimer == nil {
+            let channel = context.channel
+            let logger = core.logger
+            stuckTimer = context.eventLoop.scheduleTask(in: .seconds(core.stuckTimeoutSeconds)) {
+                logger.info("Closing a connection that stopped reading its answers")
+                channel.close(promise: nil)
+            }
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    private var wantsInput: Bool {
+        guard let context, !closing, !finishing, !inputClosed, !session.ended, !closeAfterOutput else { return false }
+        return context.channel.isWritable && queue.count < core.maximumQueuedAnswers
+    }
+
+    /// Cuts and handles lines while there is room for their answers.
+    private func processLines() {
+        guard var buffer = inbound, !finishing else { return }
+        inbound = nil
+        while !session.ended, queue.count < core.maximumQueuedAnswers, let frame = framer.nextFrame(in: &buffer) {
+            handle(frame)
+        }
+        if buffer.readableBytes > 0 {
+            if buffer.readerIndex > 1 << 16 { buffer.discardReadBytes() }
+            inbound = buffer
+        }
+        releaseDurable()
+    }
+
+    private func handle(_ frame: InboundFrame) {
+        let now = core.clock()
+        let action: SessionAction
+        switch frame {
+        case .tooLong:
+            action = session.receiveTooLong()
+        case let .line(line):
+            let parsed: Result<Request, Rejection>?
+            if let text = String(validating: line.readableBytesView, as: UTF8.self) {
+                parsed = Request.parse(text[...])
+            } else {
+                parsed = .failure(Rejection(.badRequest, "the line is not valid UTF-8"))
+            }
+            action = session.receive(parsed, serving: core.ledger.serving, now: now)
+        }
+        switch action {
+        case .ignore:
+            return
+        case let .answer(response):
+            enqueue(Outgoing(text: response.wire, kind: .answer, durableThrough: 0))
+        case let .answerAndClose(response):
+            enqueue(Outgoing(text: response.wire, kind: .final, durableThrough: 0))
+        case let .ask(query):
+            guard let link else { return }
+            let answer = core.ledger.perform(query, for: link, now: now)
+            session.answered(answer.response, now: now)
+            enqueue(Outgoing(text: answer.response.wire, kind: .answer, durableThrough: answer.durableThrough))
+        }
+        counter.increment()
+        release.local.value.requestRate.record(at: now)
+    }
+
+    // MARK: Writing
+
+    private func enqueue(_ item: Outgoing) {
+        // The common case needs no queue: nothing is waiting ahead of it and
+        // what it reflects is already durable.
+        if queue.isEmpty, item.durableThrough <= core.writer.durableSeq, let context, context.channel.isWritable {
+            write(item)
+        } else {
+            queue.append(item)
+        }
+    }
+
+    /// A push from another session, on this loop.
+    func enqueuePush(_ item: Outgoing) {
+        guard !closing, !closeAfterOutput, link != nil else { return }
+        guard queue.count < 2 * core.maximumQueuedAnswers else {
+            core.logger.info("Closing a connection too far behind to take its pushes")
+            closing = true
+            context?.close(promise: nil)
+            return
+        }
+        queue.append(item)
+        releaseDurable()
+        flush()
+    }
+
+    /// The journal made progress (or failed): the loop's job calls this.
+    func journalProgressed() {
+        inWaitingSet = false
+        pump()
+    }
+
+    /// Shutdown: read no more, write what is owed, then close.
+    func finish() {
+        finishing = true
+        inbound = nil
+        pump()
+    }
+
+    /// Moves what is releasable to the output, takes more lines if there is
+    /// room now, flushes once, and resumes reading if it was held.
+    private func pump() {
+        guard !closing else { return }
+        releaseDurable()
+        if inbound != nil { processLines() }
+        flush()
+        if readPending, wantsInput, let context {
+            readPending = false
+            context.read()
+        }
+    }
+
+    /// Moves queued items whose `seq` is durable to the output, in order;
+    /// after a journal failure, answers that never became durable turn into
+    /// `unavailable` and pushes are dropped.
+    private func releaseDurable() {
+        guard let context else { return }
+        while true {
+            let durable = core.writer.durableSeq
+            let failed = core.journalFailed
+            while let first = queue.first, context.channel.isWritable {
+                if first.durableThrough > durable {
+                    guard failed else { break }
+                    queue.removeFirst()
+                    if first.kind != .push {
+                        write(Outgoing(text: unavailable, kind: first.kind, durableThrough: 0))
+                    }
+                    continue
+                }
+                queue.removeFirst()
+                write(first)
+            }
+            guard let first = queue.first, first.durableThrough > durable, !failed, !inWaitingSet else { return }
+            inWaitingSet = true
+            release.wait(self)
+            // A sync may have completed between the load and the flag.
+            if core.writer.durableSeq == durable { return }
+        }
+    }
+
+    private let unavailable = Response.error(ServingState.journalUnavailable).wire
+
+    private func write(_ item: Outgoing) {
+        appendOutput(item.text)
+        if item.kind == .final {
+            closeAfterOutput = true
+            queue.removeAll()
+        }
+    }
+
+    private func appendOutput(_ text: String) {
+        if output == nil, let context {
+            output = context.channel.allocator.buffer(capacity: max(64, text.utf8.count))
+        }
+        output?.writeString(text)
+    }
+
+    /// Writes and flushes the output once; closes the connection when it
+    /// has written its last answer.
+    private func flush() {
+        guard let context, !closing else { return }
+        let done =
+            closeAfterOutput
+            || (queue.isEmpty && (finishing || (inputClosed && inbound.map { !$0.readableBytesView.contains(newline) } ?? true)))
+        guard let bytes = output, bytes.readableBytes > 0 else {
+            if done { close(context) }
+            return
+        }
+        output = nil
+        if done {
+            closing = true
+            let channel = context.channel
+            let written = context.eventLoop.makePromise(of: Void.self)
+            context.writeAndFlush(wrapOutboundOut(bytes), promise: written)
+            written.futureResult.whenComplete { _ in channel.close(promise: nil) }
+        } else {
+            context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
+        }
+    }
+
+    private func close(_ context: ChannelHandlerContext) {
+        closing = true
+        context.close(promise: nil)
+    }
+
+    /// `127.0.0.1:55980`, not SwiftNIO's `[IPv4]127.0.0.1/127.0.0.1:55980`.
+    static func describe(_ address: SocketAddress?) -> String {
+        guard let address, let ip = address.ipAddress, let port = address.port else { return "unknown" }
+        if case .v6 = address { return "[\(ip)]:\(port)" }
+        return "\(ip):\(port)"
+    }
+}
+
+private let newline = UInt8(ascii: "\n")
+
+extension EventLoop {
+    /// Runs `body` now when on this loop, else as a job on it.
+    func run(_ body: @escaping @Sendable () -> Void) {
+        if inEventLoop { body() } else { execute(body) }
+    }
+}

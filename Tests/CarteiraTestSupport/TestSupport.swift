@@ -107,6 +107,11 @@ public final class LineSocket {
         }
     }
 
+    /// Closes the sending side only (the peer reads end of input).
+    public func shutdownWrite() {
+        shutdown(descriptor, Int32(SHUT_WR))
+    }
+
     public func request(_ line: String) -> String? {
         send(line + "\n")
         return readLine()

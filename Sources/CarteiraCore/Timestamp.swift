@@ -23,6 +23,12 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
 
     /// `2026-11-26T19:22:09.123Z`: UTC with milliseconds, as the journal writes it.
     public var iso8601: String {
+        let (year, month, day, hour, minute, second, millis) = civil
+        return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(hour, 2)):\(pad(minute, 2)):\(pad(second, 2)).\(pad(millis, 3))Z"
+    }
+
+    /// The UTC calendar fields, for writers that format without `String`.
+    public var civil: (year: Int64, month: Int64, day: Int64, hour: Int64, minute: Int64, second: Int64, millisecond: Int64) {
         let millisPerDay: Int64 = 86_400_000
         var days = milliseconds / millisPerDay
         var rest = milliseconds % millisPerDay
@@ -31,11 +37,7 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
             days -= 1
         }
         let (year, month, day) = civilFromDays(days)
-        let hour = rest / 3_600_000
-        let minute = rest / 60_000 % 60
-        let second = rest / 1000 % 60
-        let millis = rest % 1000
-        return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(hour, 2)):\(pad(minute, 2)):\(pad(second, 2)).\(pad(millis, 3))Z"
+        return (year, month, day, rest / 3_600_000, rest / 60_000 % 60, rest / 1000 % 60, rest % 1000)
     }
 
     /// Parses exactly the form `iso8601` writes; anything else is `nil`.

@@ -54,12 +54,19 @@ public struct PaymentKey: Sendable, Hashable, CustomStringConvertible {
 
     /// Accepts the UUID form only. Upper-case hex digits are folded to lower
     /// case, so a key pasted from a tool that upper-cases UUIDs still works.
+    /// Checked byte by byte: a key already in lower case (as every key the
+    /// server issues) costs no allocation beyond the stored text.
     public init?(_ text: some StringProtocol) {
-        let lowered = text.lowercased()
-        let bytes = Array(lowered.utf8)
-        guard bytes.count == 36 else { return nil }
-        for (index, byte) in bytes.enumerated() {
-            switch index {
+        var folded = false
+        var count = 0
+        for byte in text.utf8 {
+            guard count < 36 else { return nil }
+            var byte = byte
+            if byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "F") {
+                byte += 0x20
+                folded = true
+            }
+            switch count {
             case 8, 13, 18, 23:
                 guard byte == UInt8(ascii: "-") else { return nil }
             case 14:
@@ -71,8 +78,10 @@ public struct PaymentKey: Sendable, Hashable, CustomStringConvertible {
             default:
                 guard isLowerHex(byte) else { return nil }
             }
+            count += 1
         }
-        self.text = lowered
+        guard count == 36 else { return nil }
+        self.text = folded ? String(text).lowercased() : String(text)
     }
 
     /// Builds a version 4 key from 16 random bytes (the caller supplies the

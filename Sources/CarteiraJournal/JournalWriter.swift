@@ -22,22 +22,18 @@ public enum JournalProgress: Sendable {
 }
 
 /// Group commit (JOURNAL.md, Durability). One owner calls `append` in `seq`
-/// order; a dedicated thread takes everything pending, writes it with one
-/// `append`, syncs once, then resumes every waiter whose line is durable.
-/// While a sync runs, new lines gather into the next batch, so `append`
-/// never waits for the disk.
+/// order, which only queues the event; a dedicated thread takes everything
+/// pending, encodes it onto the hash chain (`JournalEncoder`), writes it with
+/// one `append`, syncs once, publishes the durable `seq`, tells the owner
+/// (`onProgress`) and resumes every waiter whose line is durable. While a
+/// sync runs, new events gather into the next batch, so `append` never waits
+/// for the disk, and the owner's lock is never held for encoding or hashing.
 ///
 /// After a failed write or sync nothing more is ever acknowledged: every
 /// current and later `waitDurable` throws `.closed`.
 ///
 /// The writer thread keeps the writer alive until `shutdown()`.
 public final class JournalWriter: Sendable {
-    /// The appender's end of the hash chain.
-    private struct Chain {
-        var lastSeq: Int64
-        var lastHash: [UInt8]
-    }
-
     private struct Waiter {
         typealias Continuation = CheckedContinuation<Result<Void, JournalError>, Never>
         var seq: Int64
@@ -45,9 +41,9 @@ public final class JournalWriter: Sendable {
     }
 
     private struct State {
-        var pending: [UInt8] = []
-        var pendingEvents = 0
-        var pendingLastSeq: Int64
+        var pending: [Event] = []
+        /// The last `seq` appended: the next must follow it.
+        var appendedSeq: Int64
         var durableSeq: Int64
         var statistics: JournalStatistics
         var progressHandler: (@Sendable (JournalProgress) -> Void)?
@@ -67,14 +63,7 @@ public final class JournalWriter: Sendable {
         }
     }
 
-    private struct Batch {
-        var bytes: [UInt8]
-        var events: Int
-        var lastSeq: Int64
-    }
-
     private let storage: any JournalStorage
-    private let chain: Mutex<Chain>
     private let state: Mutex<State>
     private let wakeUp = DispatchSemaphore(value: 0)
     /// `State.durableSeq`, readable without the lock on every answer.
@@ -82,42 +71,31 @@ public final class JournalWriter: Sendable {
 
     init(storage: any JournalStorage, lastSeq: Int64, lastHash: [UInt8], fileSize: Int64) {
         self.storage = storage
-        chain = Mutex(Chain(lastSeq: lastSeq, lastHash: lastHash))
         let statistics = JournalStatistics(syncs: 0, eventsSynced: 0, lastSeq: lastSeq, fileSize: fileSize)
-        state = Mutex(State(pendingLastSeq: lastSeq, durableSeq: lastSeq, statistics: statistics))
+        state = Mutex(State(appendedSeq: lastSeq, durableSeq: lastSeq, statistics: statistics))
         durable = Atomic(lastSeq)
         // A thread of its own: a sync may block for milliseconds, which must
         // stall neither the cooperative pool nor an event loop.
-        let thread = Thread { [self] in run() }
+        let thread = Thread { [self] in run(chainHash: lastHash) }
         thread.name = "carteira-journal"
         thread.start()
     }
 
-    /// Encodes `event` onto the hash chain and queues its line for the next
-    /// batch. `event.seq` must follow the last appended one.
-    public func append(_ event: Event) {
-        let line = chain.withLock { chain in
-            precondition(event.seq == chain.lastSeq + 1, "journal append out of seq order")
-            var text = JournalCodec.encodedText(event)
-            let hash = JournalCodec.chainHash(previousHash: chain.lastHash, text: &text)
-            chain.lastSeq = event.seq
-            chain.lastHash = hash
-            var line = Array(text.utf8)
-            line.reserveCapacity(line.count + JournalCodec.hashSuffixLength + 1)
-            line.append(contentsOf: " hash=".utf8)
-            line.append(contentsOf: hash)
-            line.append(newline)
-            return line
-        }
-        let wake = state.withLock { state in
-            guard state.failure == nil, !state.stopping else { return false }
-            state.pending.append(contentsOf: line)
-            state.pendingEvents += 1
-            state.pendingLastSeq = event.seq
+    /// Queues `event` for the next batch; false (and nothing queued) once
+    /// the writer has failed or is stopping. `event.seq` must follow the
+    /// last appended one.
+    @discardableResult
+    public func append(_ event: Event) -> Bool {
+        let (queued, wake) = state.withLock { state in
+            guard state.failure == nil, !state.stopping else { return (false, false) }
+            precondition(event.seq == state.appendedSeq + 1, "journal append out of seq order")
+            state.appendedSeq = event.seq
+            state.pending.append(event)
             defer { state.writerIdle = false }
-            return state.writerIdle
+            return (true, state.writerIdle)
         }
         if wake { wakeUp.signal() }
+        return queued
     }
 
     /// Returns once the line with `seq` is on stable storage (at once if it
@@ -172,20 +150,21 @@ public final class JournalWriter: Sendable {
     // MARK: The writer thread
 
     private enum Step {
-        case write(Batch)
+        case write([Event])
         case park
         case exit
     }
 
-    private func run() {
-        var spare: [UInt8] = []
+    /// The writer thread: it alone holds the end of the hash chain.
+    private func run(chainHash: [UInt8]) {
+        var chainHash = chainHash
+        var bytes: [UInt8] = []
         while true {
             let step = state.withLock { state -> Step in
                 if state.failure != nil { return .exit }
-                if state.pendingEvents > 0 {
-                    swap(&spare, &state.pending)
-                    defer { state.pendingEvents = 0 }
-                    return .write(Batch(bytes: spare, events: state.pendingEvents, lastSeq: state.pendingLastSeq))
+                if !state.pending.isEmpty {
+                    defer { state.pending = [] }
+                    return .write(state.pending)
                 }
                 if state.stopping { return .exit }
                 state.writerIdle = true
@@ -197,37 +176,37 @@ public final class JournalWriter: Sendable {
             case .exit:
                 finish()
                 return
-            case let .write(batch):
+            case let .write(events):
+                bytes.removeAll(keepingCapacity: true)
+                for event in events { JournalEncoder.appendLine(event, chainHash: &chainHash, to: &bytes) }
                 do {
-                    try storage.append(batch.bytes)
+                    try storage.append(bytes)
                     try storage.sync()
-                    complete(batch)
+                    complete(events: events.count, bytes: bytes.count, lastSeq: events[events.count - 1].seq)
                 } catch {
                     fail(error as? JournalError ?? .io("\(error)"))
                 }
-                spare = batch.bytes
-                spare.removeAll(keepingCapacity: true)
             }
         }
     }
 
-    private func complete(_ batch: Batch) {
+    private func complete(events: Int, bytes: Int, lastSeq: Int64) {
         let (ready, handler) = state.withLock { state in
-            state.durableSeq = batch.lastSeq
-            durable.store(batch.lastSeq, ordering: .sequentiallyConsistent)
+            state.durableSeq = lastSeq
+            durable.store(lastSeq, ordering: .sequentiallyConsistent)
             state.statistics.syncs += 1
-            state.statistics.eventsSynced += batch.events
-            state.statistics.fileSize += Int64(batch.bytes.count)
-            state.statistics.lastSeq = batch.lastSeq
+            state.statistics.eventsSynced += events
+            state.statistics.fileSize += Int64(bytes)
+            state.statistics.lastSeq = lastSeq
             var ready: [Waiter] = []
             state.waiters.removeAll { waiter in
-                guard waiter.seq <= batch.lastSeq else { return false }
+                guard waiter.seq <= lastSeq else { return false }
                 ready.append(waiter)
                 return true
             }
             return (ready, state.progressHandler)
         }
-        handler?(.durable(through: batch.lastSeq))
+        handler?(.durable(through: lastSeq))
         for waiter in ready { waiter.continuation.resume(returning: .success(())) }
     }
 
@@ -235,7 +214,6 @@ public final class JournalWriter: Sendable {
         let (waiters, handler) = state.withLock { state in
             state.failure = error
             state.pending = []
-            state.pendingEvents = 0
             defer { state.waiters = [] }
             return (state.waiters, state.progressHandler)
         }

@@ -222,9 +222,13 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     /// Cuts and handles lines while there is room for their answers.
     private func processLines() {
-        guard var buffer = inbound, !finishing else { return }
+        guard var buffer = inbound, !finishing, let channel = context?.channel else { return }
         inbound = nil
-        while !session.ended, queue.count < core.maximumQueuedAnswers, let frame = framer.nextFrame(in: &buffer) {
+        // No more lines while the socket does not take what is owed: what
+        // the server holds for a peer that does not read stays bounded.
+        while !session.ended, queue.count < core.maximumQueuedAnswers, channel.isWritable,
+            let frame = framer.nextFrame(in: &buffer)
+        {
             handle(frame)
         }
         if buffer.readableBytes > 0 {

@@ -12,6 +12,24 @@ public struct SessionSummary: Sendable, Hashable {
     public var requestsServed: Int
 }
 
+extension ServingState {
+    fileprivate var code: UInt8 {
+        switch self {
+        case .serving: 0
+        case .shuttingDown: 1
+        case .journalFailed: 2
+        }
+    }
+
+    fileprivate init(code: UInt8) {
+        switch code {
+        case 0: self = .serving
+        case 1: self = .shuttingDown
+        default: self = .journalFailed
+        }
+    }
+}
+
 /// One line that waits in a connection's queue until the journal is durable
 /// through `durableThrough`: no answer and no push shows a change that is not
 /// yet on disk.
@@ -78,6 +96,8 @@ public final class LedgerService: Sendable {
     }
 
     private let state: Mutex<State>
+    /// `State.serving`, read without the lock on every request.
+    private let servingNow = Atomic<UInt8>(ServingState.serving.code)
     private let writer: JournalWriter
     private let clock: @Sendable () -> Timestamp
     private let initialBalance: Centavos
@@ -96,7 +116,14 @@ public final class LedgerService: Sendable {
         self.startedAt = clock()
     }
 
-    public var serving: ServingState { state.withLock { $0.serving } }
+    public var serving: ServingState { ServingState(code: servingNow.load(ordering: .relaxed)) }
+
+    /// Changes the serving state; only ever away from `.serving`.
+    private func stopServing(_ new: ServingState, _ state: inout State) {
+        guard state.serving == .serving else { return }
+        state.serving = new
+        servingNow.store(new.code, ordering: .relaxed)
+    }
 
     // MARK: Connections
 
@@ -140,7 +167,7 @@ public final class LedgerService: Sendable {
     /// it has written what it owes.
     func beginShutdown() {
         let links = state.withLock { state in
-            if state.serving == .serving { state.serving = .shuttingDown }
+            stopServing(.shuttingDown, &state)
             return state.connections.values.map(\.link)
         }
         for link in links { link.finish() }
@@ -154,7 +181,11 @@ public final class LedgerService: Sendable {
 
     /// The journal could not be written: nothing more is served.
     func journalFailed() {
-        state.withLock { $0.serving = .journalFailed }
+        state.withLock { state in
+            // A failure during a shutdown still counts: nothing more is durable.
+            state.serving = .journalFailed
+            servingNow.store(ServingState.journalFailed.code, ordering: .relaxed)
+        }
     }
 
     // MARK: Requests
@@ -283,8 +314,9 @@ public final class LedgerService: Sendable {
     /// Applies an accepted event and hands it to the journal writer; false
     /// (and nothing changed) once the writer has failed.
     private func record(_ event: Event, state: inout State) -> Bool {
-        guard writer.failure == nil else {
-            state.serving = .journalFailed
+        guard writer.append(event) else {
+            // The writer failed, or stopped at the very end of a shutdown.
+            stopServing(writer.failure == nil ? .shuttingDown : .journalFailed, &state)
             return false
         }
         do {
@@ -292,7 +324,6 @@ public final class LedgerService: Sendable {
         } catch {
             preconditionFailure("an event from decide always applies: \(error)")
         }
-        writer.append(event)
         return true
     }
 

@@ -107,6 +107,16 @@ public final class LineSocket {
         }
     }
 
+    /// Sends what the socket takes now without blocking: the bytes sent, 0
+    /// when its buffer is full.
+    public func sendWithoutWaiting(_ text: String) -> Int {
+        let bytes = Array(text.utf8)
+        let count = bytes.withUnsafeBytes {
+            Glibc.send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+        }
+        return max(0, count)
+    }
+
     /// Closes the sending side only (the peer reads end of input).
     public func shutdownWrite() {
         shutdown(descriptor, Int32(SHUT_WR))

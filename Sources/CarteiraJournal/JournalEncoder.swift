@@ -1,0 +1,128 @@
+public import CarteiraCore
+import Crypto
+
+/// Writes journal lines as bytes, straight into the batch buffer: the
+/// journal thread's encoder. No `String` is built per field.
+public enum JournalEncoder {
+    /// Appends `event`'s whole line (with ` hash=…` and `"\n"`) to `bytes`
+    /// and moves `chainHash` (64 hex bytes) on to this line's hash.
+    public static func appendLine(_ event: Event, chainHash: inout [UInt8], to bytes: inout [UInt8]) {
+        let start = bytes.count
+        appendText(event, to: &bytes)
+        var hasher = SHA256()
+        chainHash.withUnsafeBytes { hasher.update(bufferPointer: $0) }
+        withUnsafeBytes(of: UInt8(ascii: " ")) { hasher.update(bufferPointer: $0) }
+        bytes.withUnsafeBytes { all in
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: all[start...]))
+        }
+        bytes.append(contentsOf: " hash=".utf8)
+        hasher.finalize().withUnsafeBytes { digest in
+            for (index, byte) in digest.enumerated() {
+                let high = hexDigit(byte >> 4)
+                let low = hexDigit(byte & 0x0F)
+                chainHash[2 * index] = high
+                chainHash[2 * index + 1] = low
+                bytes.append(high)
+                bytes.append(low)
+            }
+        }
+        bytes.append(UInt8(ascii: "\n"))
+    }
+
+    /// The line's text up to, not including, ` hash=` (JOURNAL.md, Lines).
+    public static func appendText(_ event: Event, to bytes: inout [UInt8]) {
+        field("seq=", to: &bytes, first: true)
+        appendInteger(event.seq, to: &bytes)
+        field("at=", to: &bytes)
+        appendTime(event.at, to: &bytes)
+        field("type=", to: &bytes)
+        switch event.kind {
+        case .genesis:
+            bytes.append(contentsOf: "genesis".utf8)
+            field("format=", to: &bytes)
+            bytes.append(contentsOf: JournalCodec.formatVersion.utf8)
+        case let .registered(r):
+            bytes.append(contentsOf: "registered".utf8)
+            field("machine=", r.machine.text, to: &bytes)
+            field("key=", r.key.text, to: &bytes)
+            field("expires=", to: &bytes)
+            appendTime(r.expires, to: &bytes)
+            field("token=", r.tokenDigest.text, to: &bytes)
+            field("balance=", to: &bytes)
+            appendInteger(r.balance.value, to: &bytes)
+        case let .transfer(t):
+            bytes.append(contentsOf: "transfer".utf8)
+            field("tx=", t.tx.text, to: &bytes)
+            field("from=", t.from.text, to: &bytes)
+            field("to=", t.to.text, to: &bytes)
+            field("key=", t.key.text, to: &bytes)
+            field("amount=", to: &bytes)
+            appendInteger(t.amount.value, to: &bytes)
+            field("req=", t.requestID?.text ?? "-", to: &bytes)
+        case let .keyRotated(k):
+            bytes.append(contentsOf: "key_rotated".utf8)
+            field("machine=", k.machine.text, to: &bytes)
+            field("key=", k.key.text, to: &bytes)
+            field("expires=", to: &bytes)
+            appendTime(k.expires, to: &bytes)
+            field("reason=", k.reason.rawValue, to: &bytes)
+        }
+    }
+
+    private static func field(_ name: StaticString, to bytes: inout [UInt8], first: Bool = false) {
+        if !first { bytes.append(UInt8(ascii: " ")) }
+        bytes.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+    }
+
+    private static func field(_ name: StaticString, _ value: String, to bytes: inout [UInt8]) {
+        field(name, to: &bytes)
+        var value = value
+        value.withUTF8 { bytes.append(contentsOf: $0) }
+    }
+
+    /// Decimal digits of a non-negative integer (a minus sign otherwise).
+    static func appendInteger(_ value: Int64, to bytes: inout [UInt8]) {
+        if value < 0 { bytes.append(UInt8(ascii: "-")) }
+        var magnitude = value.magnitude
+        var digits: (UInt64, UInt64) = (0, 0)
+        var count = 0
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            repeat {
+                buffer[count] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                magnitude /= 10
+                count += 1
+            } while magnitude > 0
+            for index in stride(from: count - 1, through: 0, by: -1) { bytes.append(buffer[index]) }
+        }
+    }
+
+    /// `2026-11-26T19:22:09.123Z`, exactly as `Timestamp.iso8601` writes it.
+    static func appendTime(_ time: Timestamp, to bytes: inout [UInt8]) {
+        let parts = time.civil
+        padded(parts.year, 4, to: &bytes)
+        bytes.append(UInt8(ascii: "-"))
+        padded(parts.month, 2, to: &bytes)
+        bytes.append(UInt8(ascii: "-"))
+        padded(parts.day, 2, to: &bytes)
+        bytes.append(UInt8(ascii: "T"))
+        padded(parts.hour, 2, to: &bytes)
+        bytes.append(UInt8(ascii: ":"))
+        padded(parts.minute, 2, to: &bytes)
+        bytes.append(UInt8(ascii: ":"))
+        padded(parts.second, 2, to: &bytes)
+        bytes.append(UInt8(ascii: "."))
+        padded(parts.millisecond, 3, to: &bytes)
+        bytes.append(UInt8(ascii: "Z"))
+    }
+
+    private static func padded(_ value: Int64, _ width: Int, to bytes: inout [UInt8]) {
+        var digits = 1
+        var rest = value / 10
+        while rest > 0 {
+            digits += 1
+            rest /= 10
+        }
+        for _ in digits..<max(digits, width) { bytes.append(UInt8(ascii: "0")) }
+        appendInteger(value, to: &bytes)
+    }
+}

@@ -1,0 +1,78 @@
+import CarteiraCore
+import CarteiraTestSupport
+import Testing
+
+@testable import CarteiraJournal
+
+/// A token digest from 32 random bytes (always of the digest form).
+private func digest(_ bytes: [UInt8]) -> TokenDigest {
+    guard let digest = TokenDigest(lowerHex(bytes)) else { preconditionFailure("64 hex digits are a digest") }
+    return digest
+}
+
+@Suite("Journal encoder")
+struct EncoderTests {
+    /// Events of every type with seeded values, times across centuries and
+    /// the edges of days, seconds and milliseconds.
+    static func events(seed: UInt64, count: Int) -> [Event] {
+        var random = SplitMix64(seed: seed)
+        let times: [Int64] = [0, 1, 999, 1000, 59_999, 86_399_999, 951_782_400_000, 1_795_000_180_000, 253_402_296_000_000]
+        let names = ["a", "alice", "bob.x_y-Z", String(repeating: "m", count: 64)].compactMap { MachineName($0) }
+        let payee = names[1]
+        let reasons = KeyRotationReason.allCases
+        var events: [Event] = [Event(seq: 0, at: Timestamp(milliseconds: 0), kind: .genesis)]
+        for index in 1..<count {
+            let at = Timestamp(milliseconds: (random.pick(times) ?? 0) + Int64(random.next() % 1000))
+            let machine = random.pick(names) ?? payee
+            let key = PaymentKey(randomBytes: random.bytes(16))
+            let seq = Int64(index) * Int64(1 + random.next() % 1_000_000)
+            let kind: Event.Kind
+            switch random.next() % 3 {
+            case 0:
+                kind = .registered(
+                    Event.Registration(
+                        machine: machine, key: key, expires: at.adding(seconds: 180),
+                        tokenDigest: digest(random.bytes(32)), balance: Centavos(Int64(random.next() % 1_000_000_000))))
+            case 1:
+                kind = .transfer(
+                    Event.Transfer(
+                        tx: TxID(seq: seq), from: machine, to: payee, key: key,
+                        amount: Centavos(1 + Int64(random.next() % 999_999_999_999)),
+                        requestID: RequestID("req-\(random.next() % 99_999)").flatMap { random.next() % 2 == 0 ? nil : $0 }))
+            default:
+                kind = .keyRotated(
+                    Event.KeyRotation(
+                        machine: machine, key: key, expires: at.adding(seconds: 3600),
+                        reason: reasons[Int(random.next() % UInt64(reasons.count))]))
+            }
+            events.append(Event(seq: seq, at: at, kind: kind))
+        }
+        return events
+    }
+
+    @Test("writes exactly the bytes of JournalCodec.encode, hash chain included, for 2,000 seeded events")
+    func sameBytesAsCodec() {
+        var chain = Array(JournalCodec.zeroHash.utf8)
+        var previous = JournalCodec.zeroHash
+        for event in Self.events(seed: 20_261_201, count: 2000) {
+            var bytes: [UInt8] = []
+            JournalEncoder.appendLine(event, chainHash: &chain, to: &bytes)
+            let (line, hash) = JournalCodec.encode(event, previousHash: previous)
+            #expect(bytes == Array(line.utf8), "seq \(event.seq)")
+            #expect(chain == Array(hash.utf8))
+            previous = hash
+        }
+    }
+
+    @Test("lines it writes decode back to the same events")
+    func roundTrip() throws {
+        var chain = Array(JournalCodec.zeroHash.utf8)
+        for event in Self.events(seed: 7, count: 500) {
+            let previous = String(decoding: chain, as: UTF8.self)
+            var bytes: [UInt8] = []
+            JournalEncoder.appendLine(event, chainHash: &chain, to: &bytes)
+            let decoded = try JournalCodec.decode(Substring(String(decoding: bytes, as: UTF8.self)), previousHash: previous)
+            #expect(decoded.event == event)
+        }
+    }
+}

@@ -74,6 +74,8 @@ let package = Package(
             dependencies: [
                 "CarteiraCore", "CarteiraProtocol", "CarteiraJournal", "CarteiraServer", "CarteiraConsole",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

@@ -3,6 +3,8 @@ import CarteiraConsole
 import CarteiraCore
 import CarteiraServer
 public import Logging
+import NIOCore
+import NIOPosix
 import ServiceLifecycle
 import UnixSignals
 
@@ -47,6 +49,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Most connections open at once.")
     var maxClients = 10_000
 
+    @Option(help: ArgumentHelp("Event-loop threads that serve connections (default: one per core).", valueName: "n"))
+    var eventLoops = System.coreCount
+
     @Flag(inversion: .prefixedNo, help: "Run the admin console (default: when standard input is a terminal).")
     var console: Bool?
 
@@ -63,6 +68,7 @@ struct Serve: AsyncParsableCommand {
         }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535") }
         guard maxClients > 0 else { throw ValidationError("--max-clients must be at least 1") }
+        guard (1...256).contains(eventLoops) else { throw ValidationError("--event-loops must be 1 to 256") }
     }
 
     /// A request amount, or zero written as one (`0`, `0,00`).
@@ -87,7 +93,8 @@ struct Serve: AsyncParsableCommand {
             keyTTLSeconds: keyTTL, keyGraceSeconds: keyGrace, maximumConnections: maxClients)
         let server: CarteiraServer
         do {
-            server = try await CarteiraServer.start(configuration: configuration, logger: logger)
+            let loops = MultiThreadedEventLoopGroup(numberOfThreads: eventLoops)
+            server = try await CarteiraServer.start(configuration: configuration, logger: logger, eventLoopGroup: loops)
         } catch {
             printError("carteira-server: \(error)")
             throw ExitCode(1)

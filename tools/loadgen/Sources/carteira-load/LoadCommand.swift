@@ -43,7 +43,9 @@ struct LoadCommand: AsyncParsableCommand {
     @Flag(help: "Only register the wallets missing from --wallets-file, write it, and exit.")
     var setupOnly = false
 
-    @Flag(help: "Give every SEND a fresh request id (the server then also keeps it for idempotent retries).")
+    @Flag(
+        name: .customLong("request-ids"),
+        help: "Give every SEND a fresh request id (the server then also keeps it for idempotent retries).")
     var requestIDs = false
 
     @Option(help: "Event loop threads of the load generator.")

@@ -35,9 +35,10 @@ struct LoadCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Wallets to log in as and pay (default: connections, at least 2).", valueName: "n"))
     var wallets: Int?
 
-    @Option(help: ArgumentHelp(
-        "Keep the wallets (name, token, key) in this file, so that runs against one server reuse them.",
-        valueName: "path"))
+    @Option(
+        help: ArgumentHelp(
+            "Keep the wallets (name, token, key) in this file, so that runs against one server reuse them.",
+            valueName: "path"))
     var walletsFile: String?
 
     @Flag(help: "Only register the wallets missing from --wallets-file, write it, and exit.")

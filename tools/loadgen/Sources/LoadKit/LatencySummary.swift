@@ -23,3 +23,14 @@ public struct LatencySummary: Sendable, Hashable, Codable {
         return samples[Swift.max(rank, 1) - 1]
     }
 }
+
+extension LatencySummary {
+    /// The same percentiles from a histogram (each within its bucket's 1.6 %).
+    public init(histogram: LatencyHistogram) {
+        count = Int(histogram.count)
+        p50 = histogram.percentile(50)
+        p90 = histogram.percentile(90)
+        p99 = histogram.percentile(99)
+        max = histogram.max
+    }
+}

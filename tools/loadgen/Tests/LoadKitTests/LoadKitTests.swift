@@ -1,3 +1,5 @@
+import Foundation
+import NIOCore
 import Testing
 @testable import LoadKit
 
@@ -40,14 +42,88 @@ func answersAreClassified() {
     #expect(code == "insufficient_funds")
 }
 
-@Test("Each SEND carries a fresh request id and pays one centavo")
-func sendsHaveFreshRequestIDs() throws {
-    let endpoint = try #require(ServerEndpoint("127.0.0.1:7070"))
-    let plan = LoadPlan(endpoint: endpoint, connections: 2, seconds: 1, pipeline: 1, mode: .send, prefix: "lgtest")
-    let key = "0f8d3c1e-6b2a-4c9e-9a7d-3e5f1b2c4d6e"
-    var source = RequestSource(index: 3, plan: plan, payeeKey: .init(key))
-    #expect(source.next() == "SEND|\(key)|0,01|lgtest-3-1\n")
-    #expect(source.next() == "SEND|\(key)|0,01|lgtest-3-2\n")
+@Test("Each SEND pays one centavo to another wallet, with a fresh request id when asked")
+func sendsPayOthersWithFreshRequestIDs() throws {
+    let keys = [
+        "0f8d3c1e-6b2a-4c9e-9a7d-3e5f1b2c4d6e", "7c1e9b2a-4d3f-4e8a-b1c2-d3e4f5a6b7c8",
+        "5be1c0c3-a9f0-4e1d-8f1b-2c3d4e5f6a7b",
+    ]
+    var random = FastRandom(seed: 42)
+    let plain = RequestTable(mode: .send, payeeKeys: keys, requestIDPrefix: nil)
+    var seen = Set<String>()
+    for sent in 1...200 {
+        var buffer = ByteBuffer()
+        plain.write(into: &buffer, index: 0, payer: 1, sent: sent, random: &random)
+        let line = String(buffer: buffer)
+        #expect(line != "SEND|\(keys[1])|0,01\n", "a wallet never pays itself")
+        #expect(line.hasSuffix("|0,01\n"))
+        seen.insert(line)
+    }
+    #expect(seen == ["SEND|\(keys[0])|0,01\n", "SEND|\(keys[2])|0,01\n"])
+
+    let withIDs = RequestTable(mode: .send, payeeKeys: Array(keys.prefix(2)), requestIDPrefix: "lgtest")
+    var buffer = ByteBuffer()
+    withIDs.write(into: &buffer, index: 3, payer: 0, sent: 1, random: &random)
+    withIDs.write(into: &buffer, index: 3, payer: 0, sent: 2, random: &random)
+    #expect(String(buffer: buffer) == "SEND|\(keys[1])|0,01|lgtest-3-1\nSEND|\(keys[1])|0,01|lgtest-3-2\n")
+
+    var ping = ByteBuffer()
+    RequestTable(mode: .ping, payeeKeys: [], requestIDPrefix: nil).write(
+        into: &ping, index: 0, payer: 0, sent: 1, random: &random)
+    #expect(String(buffer: ping) == "PING\n")
+}
+
+@Test("The histogram is exact below 128 ns and within 1/64 above, with nearest-rank percentiles")
+func histogramPercentiles() {
+    var exact = LatencyHistogram()
+    for value in (1...100).reversed() { exact.record(UInt64(value)) }
+    let summary = LatencySummary(histogram: exact)
+    #expect(summary.count == 100)
+    #expect(summary.p50 == 50)
+    #expect(summary.p90 == 90)
+    #expect(summary.p99 == 99)
+    #expect(summary.max == 100)
+    #expect(LatencySummary(histogram: LatencyHistogram()).p99 == 0)
+
+    var random = FastRandom(seed: 7)
+    var samples: [UInt64] = []
+    var histogram = LatencyHistogram()
+    var other = LatencyHistogram()
+    for index in 0..<10_000 {
+        let value = random.next() % 500_000_000 + 1
+        samples.append(value)
+        if index.isMultiple(of: 2) { histogram.record(value) } else { other.record(value) }
+    }
+    histogram.merge(other)
+    let sorted = samples.sorted()
+    for percent in [50, 90, 99] {
+        let truth = Double(LatencySummary.percentile(percent, ofSorted: sorted))
+        let reported = Double(histogram.percentile(percent))
+        #expect(reported >= truth && reported <= truth * (1 + 1.0 / 64), "p\(percent)")
+    }
+    #expect(histogram.max == sorted.last)
+    #expect(histogram.count == 10_000)
+    // Every bucket's upper bound is below the next bucket's values.
+    for value: UInt64 in [127, 128, 255, 256, 1 << 40, UInt64.max] {
+        let bucket = LatencyHistogram.bucket(of: value)
+        #expect(LatencyHistogram.upperBound(ofBucket: bucket) >= value)
+        if bucket > 0 { #expect(LatencyHistogram.upperBound(ofBucket: bucket - 1) < value) }
+    }
+}
+
+@Test("The wallets file keeps name, token and key, one wallet a line")
+func walletFileRoundTrip() throws {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("wallets-\(UUID().uuidString)").path
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    #expect(try WalletFile.load(path).isEmpty)
+    let wallets = [
+        Wallet(name: "w-1", token: String(repeating: "ab", count: 16), key: "0f8d3c1e-6b2a-4c9e-9a7d-3e5f1b2c4d6e"),
+        Wallet(name: "w-2", token: String(repeating: "cd", count: 16), key: "7c1e9b2a-4d3f-4e8a-b1c2-d3e4f5a6b7c8"),
+    ]
+    try WalletFile.save(wallets, to: path)
+    #expect(try WalletFile.load(path) == wallets)
+    try "w-1 nottoken key\n".write(toFile: path, atomically: true, encoding: .utf8)
+    #expect(throws: WalletFileError.self) { try WalletFile.load(path) }
 }
 
 @Test("Fresh prefixes are 12 characters and differ from run to run")

@@ -29,7 +29,7 @@ private func withServer(_ body: (Int) async throws -> Void) async throws -> Veri
 }
 
 @Test(
-    "A send run pays around the ring: every OK is one transfer in the journal, one machine per connection",
+    "A send run journals one transfer per OK; without a wallets file it registers one wallet per connection, at least 2",
     arguments: [(connections: 3, pipeline: 4, machines: 3), (connections: 1, pipeline: 1, machines: 2)])
 func sendRunJournalsEveryOK(connections: Int, pipeline: Int, machines: Int) async throws {
     var result: LoadResult?
@@ -48,6 +48,35 @@ func sendRunJournalsEveryOK(connections: Int, pipeline: Int, machines: Int) asyn
     #expect(summary.transfers == run.ok)
     #expect(summary.machines == machines)
     #expect(summary.totalMoney.value == Int64(machines) * 10_000)
+}
+
+@Test("Runs sharing a wallets file register the wallets once and log in as them; money stays put")
+func walletsFileIsReused() async throws {
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("wallets-\(UUID().uuidString)").path
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    var results: [LoadResult] = []
+    let summary = try await withServer { port in
+        let endpoint = try #require(ServerEndpoint("127.0.0.1:\(port)"))
+        let setup = LoadPlan(
+            endpoint: endpoint, connections: 1, seconds: 1, pipeline: 1, mode: .send, prefix: LoadPlan.freshPrefix(),
+            wallets: 20, walletsFile: path)
+        #expect(try await LoadRunner.prepareWallets(setup).count == 20)
+        for (connections, pipeline) in [(4, 1), (3, 8)] {
+            let plan = LoadPlan(
+                endpoint: endpoint, connections: connections, seconds: 1, pipeline: pipeline, mode: .send,
+                prefix: LoadPlan.freshPrefix(), wallets: 20, walletsFile: path, requestIDs: pipeline > 1)
+            results.append(try await LoadRunner.run(plan))
+        }
+    }
+    #expect(try WalletFile.load(path).count == 20)
+    #expect(summary.machines == 20)
+    #expect(summary.totalMoney.value == 20 * 10_000)
+    #expect(summary.transfers == results.reduce(0) { $0 + $1.ok })
+    for result in results {
+        #expect(result.ok > 0)
+        #expect(result.errors.isEmpty)
+        #expect(result.cpuSeconds > 0)
+    }
 }
 
 @Test("A ping run answers every request and writes nothing but the genesis line")

@@ -55,8 +55,11 @@ extension Response {
             try expect(1)
             self = .owner(try field(fields[0], MachineName.init))
         case .send:
-            try expect(2)
-            self = .sent(tx: try field(fields[0], TxID.init), balance: try cents(fields[1]))
+            // `OK|tx|cents`, or `OK|tx|cents|again` for a retry of a done request id.
+            guard fields.count == 2 || (fields.count == 3 && fields[2] == "again") else {
+                throw violation("SEND answered \(fields.count) field(s), expected 2, or 3 ending in again")
+            }
+            self = .sent(tx: try field(fields[0], TxID.init), balance: try cents(fields[1]), again: fields.count == 3)
         case .history:
             throw violation("HISTORY answered without its count")
         case .quit:

@@ -31,7 +31,9 @@ public enum Response: Sendable, Hashable {
     case key(PaymentKey, expires: Timestamp)
     case rotated(PaymentKey, expires: Timestamp)
     case owner(MachineName)
-    case sent(tx: TxID, balance: Centavos)
+    /// `again` marks the answer to a retry of a request id that was already
+    /// carried out: no money moved this time (`OK|<tx>|<cents>|again`).
+    case sent(tx: TxID, balance: Centavos, again: Bool)
     case history([HistoryEntry])
     case bye
     case error(Rejection)
@@ -48,7 +50,7 @@ public enum Response: Sendable, Hashable {
         case let .balance(balance): return "OK|\(balance.value)\n"
         case let .key(key, expires), let .rotated(key, expires): return "OK|\(key)|\(expires.milliseconds)\n"
         case let .owner(machine): return "OK|\(machine)\n"
-        case let .sent(tx, balance): return "OK|\(tx)|\(balance.value)\n"
+        case let .sent(tx, balance, again): return "OK|\(tx)|\(balance.value)\(again ? "|again" : "")\n"
         case let .history(entries):
             var text = "OK|\(entries.count)\n"
             for entry in entries {

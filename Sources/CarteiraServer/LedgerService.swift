@@ -242,7 +242,7 @@ public actor LedgerService {
                 if rejection.code.isCharged { session.bucket.charge(now: now) }
                 return .error(rejection)
             case let .alreadyDone(tx):
-                return .sent(tx: tx, balance: currentRecord(session).balance)
+                return .sent(tx: tx, balance: currentRecord(session).balance, again: true)
             case let .accept(event):
                 guard record(event) else {
                     return .error(Rejection(.unavailable, "server cannot write its journal; nothing was done"))
@@ -253,7 +253,7 @@ public actor LedgerService {
                 push(
                     .received(tx: transfer.tx, from: sender, amount: amount, balance: payee.balance),
                     to: transfer.to, except: nil)
-                return .sent(tx: transfer.tx, balance: currentRecord(session).balance)
+                return .sent(tx: transfer.tx, balance: currentRecord(session).balance, again: false)
             }
 
         case let .history(limit):

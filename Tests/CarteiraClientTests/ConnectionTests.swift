@@ -31,7 +31,7 @@ struct ConnectionTests {
             (.rotate, "ROTATE", .rotated(bobKey, expires: expires.adding(seconds: 180))),
             (.check(keyText: Fixture.bobKey), "CHECK|\(Fixture.bobKey)", .owner(bob)),
             (.send(keyText: Fixture.bobKey, amount: Centavos(5000), requestID: RequestID("pay-1")),
-             "SEND|\(Fixture.bobKey)|50,00|pay-1", .sent(tx: tx42, balance: Centavos(5000))),
+             "SEND|\(Fixture.bobKey)|50,00|pay-1", .sent(tx: tx42, balance: Centavos(5000), again: false)),
             (.history(limit: 2), "HISTORY|2", .history([
                 HistoryEntry(tx: tx42, at: Timestamp(milliseconds: 1_789_000_000_000), from: alice, to: bob, amount: Centavos(5000)),
                 HistoryEntry(tx: tx41, at: Timestamp(milliseconds: 1_788_000_000_000), from: bob, to: alice, amount: Centavos(2500)),

@@ -46,9 +46,12 @@ struct SessionTests {
                 let error = await #expect(throws: ClientError.self) {
                     try await PeerSession.withSession(config) { try await $0.balance() }
                 }
-                #expect(error == .notRegistered(config.machine, server: config.server))
+                let path = config.tokens.path(server: config.server, machine: config.machine)
+                #expect(error == .notRegistered(config.machine, server: config.server, path: path))
                 #expect(error?.message.contains("carteira register") == true)
-                #expect(server.lines.isEmpty)
+                #expect(error?.message.contains(path) == true)
+                // Told at once: not even a connection was opened.
+                #expect(server.connections == 0)
             }
         }
     }
@@ -107,7 +110,7 @@ struct SessionTests {
         }
     }
 
-    @Test("a refused login ends the session with the refusal instead of retrying forever")
+    @Test("a refused token ends the session with a stale-token error naming the file, instead of retrying forever")
     func refusedLogin() async throws {
         try await withStateDirectory { directory in
             let script: FakeServer.Script = { _, _ in .reply("ERR|bad_token|wrong token\n") }
@@ -117,7 +120,10 @@ struct SessionTests {
                 let error = await #expect(throws: ClientError.self) {
                     try await PeerSession.withSession(config) { try await $0.balance() }
                 }
-                #expect(error?.errorCode == .badToken)
+                let path = config.tokens.path(server: config.server, machine: config.machine)
+                #expect(error == .staleToken(config.machine, server: config.server, path: path, code: "bad_token"))
+                #expect(error?.message.contains(path) == true)
+                #expect(error?.message.contains("delete that file") == true)
                 #expect(server.connections == 1)
             }
         }

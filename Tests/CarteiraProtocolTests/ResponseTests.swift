@@ -16,7 +16,8 @@ let responses: [(Response, String)] = [
     (.key(paymentKey, expires: expires), "OK|\(key)|1795000180000\n"),
     (.rotated(paymentKey, expires: expires), "OK|\(key)|1795000180000\n"),
     (.owner(name("bob")), "OK|bob\n"),
-    (.sent(tx: tx, balance: Centavos(5_000)), "OK|T000000000042|5000\n"),
+    (.sent(tx: tx, balance: Centavos(5_000), again: false), "OK|T000000000042|5000\n"),
+    (.sent(tx: tx, balance: Centavos(5_000), again: true), "OK|T000000000042|5000|again\n"),
     (.history([]), "OK|0\n"),
     (.history([
         HistoryEntry(tx: TxID(seq: 7), at: Timestamp(milliseconds: 1_000), from: name("bob"), to: name("alice"), amount: Centavos(1)),

@@ -131,7 +131,7 @@ struct ConcurrencyTests {
         let restarted = try await TestServer.start(journal: directory.path, keyGraceSeconds: 0)
         let again = try await TestPeer(port: restarted.port)
         #expect(try await fields(again.request("LOGIN|alice|\(aliceToken)"))[0] == "OK")
-        #expect(try await again.request("SEND|\(bobKey)|25,00|retry-me") == first)
+        #expect(try await again.request("SEND|\(bobKey)|25,00|retry-me") == first + "|again")
         #expect(try await errorCode(again.request("SEND|\(bobKey)|25")) == "expired_key")
         #expect(try await again.request("BALANCE") == "OK|7500")
         await again.close()

@@ -83,7 +83,7 @@ struct ErrorCodeTests {
         try await withPeers { (_, alice, bob, aliceKey, bobKey) async throws in
             let first = try await fields(alice.request("SEND|\(bobKey)|10|pay-1"))
             #expect(first[0] == "OK")
-            #expect(try await alice.request("SEND|\(bobKey)|10,00|pay-1") == "OK|\(first[1])|9000")
+            #expect(try await alice.request("SEND|\(bobKey)|10,00|pay-1") == "OK|\(first[1])|9000|again")
             #expect(try await errorCode(alice.request("SEND|\(bobKey)|11|pay-1")) == "request_id_reused")
             #expect(try await fields(bob.request("SEND|\(aliceKey)|5|pay-1"))[0] == "OK")
             #expect(try await alice.request("BALANCE") == "OK|9500")

@@ -78,15 +78,20 @@ public enum ClientError: Error, Sendable, Hashable, CustomStringConvertible {
                 + "(the token in \(path) is stale, perhaps the server's journal was reset); "
                 + "to start over, delete that file and run `carteira register --machine \(machine)`"
         case let .paymentOutcomeUnknown(id, because):
-            "\(because). The payment may or may not have been made: run the same send again with "
+            "\(stop(because)) The payment may or may not have been made: run the same send again with "
                 + "--request-id \(id) to find out (it is never made twice)"
         case let .paymentNotSent(id, because):
-            "\(because). Nothing was sent; it is safe to try again, "
+            "\(stop(because)) Nothing was sent; it is safe to try again, "
                 + "and with --request-id \(id) it can never be paid twice"
         }
     }
 
     public var description: String { "\(code): \(message)" }
+}
+
+/// `text` ending in a full stop (unless it already ends a sentence).
+func stop(_ text: String) -> String {
+    text.last.map { ".?!".contains($0) } == true ? text : text + "."
 }
 
 /// `2 s`, `0.5 s`.

@@ -88,7 +88,7 @@ struct Carteira: AsyncParsableCommand {
 
     /// A usage error: one line, a hint, exit 2.
     static func usageFailure(_ message: String, arguments: [String]) -> Never {
-        let names = Set(configuration.subcommands.compactMap { $0.configuration.commandName })
+        let names = Set(configuration.subcommands.map { $0._commandName })
         let subcommand = arguments.first { names.contains($0) }
         let hint = "see `carteira \(subcommand.map { $0 + " " } ?? "")--help`"
         var text = message.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -246,7 +246,7 @@ struct Send: AsyncParsableCommand {
         let id: RequestID? =
             if let requestID { RequestID(requestID.trimmingCharacters(in: .whitespaces)) } else { freshRequestID() }
         guard let id else { throw ValidationError("invalid request id") }
-        let receipt = try await options.withSession { try await $0.send(key: key, amount: amount, requestID: id) }
+        let receipt = try await options.withSession(payment: id) { try await $0.send(key: key, amount: amount, requestID: id) }
         reportPayment(receipt, amount: amount, payee: nil, output: Output(json: options.json))
     }
 }
@@ -353,7 +353,7 @@ struct Pay: AsyncParsableCommand {
         do { request = try PaymentRequest.decode(code) } catch { throw ValidationError(error.description) }
         let (key, amount) = try payableParts(request)
         guard let id = requestID(for: request, payload: code) else { throw ValidationError("that code's reference is unusable") }
-        let outcome: (SendReceipt, MachineName)? = try await options.withSession { session in
+        let outcome: (SendReceipt, MachineName)? = try await options.withSession(payment: id) { session in
             let payee: MachineName
             do {
                 payee = try await session.check(key)

@@ -77,13 +77,20 @@ struct SharedOptions: ParsableArguments {
 
     /// Runs `body` with a logged-in session; failures are reported (text or
     /// JSON on standard error) and become the exit status CLIENT.md gives.
+    /// `payment` names the request id of a payment the command is about to
+    /// send, so that failing to log in says it was not sent and how to retry.
     func withSession<Result: Sendable>(
-        mayRegister: Bool = false, catchUp: Bool = false,
+        mayRegister: Bool = false, catchUp: Bool = false, payment: RequestID? = nil,
         _ body: (PeerSession) async throws -> Result
     ) async throws -> Result {
         do {
             return try await PeerSession.withSession(try configuration(mayRegister: mayRegister, catchUp: catchUp)) { session in
-                try await session.loggedIn()
+                do {
+                    try await session.loggedIn()
+                } catch let error as ClientError where error.isReachability {
+                    guard let payment else { throw error }
+                    throw ClientError.paymentNotSent(payment, because: error.message)
+                }
                 return try await body(session)
             }
         } catch let error as ClientError {

@@ -12,6 +12,10 @@ final class FakeServer: Sendable {
         case reply(String)
         /// Close the connection without answering.
         case close
+        /// Write this text, then close the connection.
+        case replyThenClose(String)
+        /// Read the line and never answer it (a server that hangs).
+        case ignore
     }
 
     /// `line` without its ending; `connection` counts accepted connections from 1.
@@ -20,6 +24,7 @@ final class FakeServer: Sendable {
     let port: Int
     private let received = Mutex<[(connection: Int, line: String)]>([])
     private let accepted = Mutex(0)
+    private let ended = Mutex(0)
 
     private init(port: Int) {
         self.port = port
@@ -28,6 +33,8 @@ final class FakeServer: Sendable {
     /// Every line received so far, in order, with its connection number.
     var lines: [(connection: Int, line: String)] { received.withLock { $0 } }
     var connections: Int { accepted.withLock { $0 } }
+    /// Connections that ended, by either side.
+    var closedConnections: Int { ended.withLock { $0 } }
 
     static func with<Result: Sendable>(
         _ script: @escaping Script,
@@ -72,9 +79,14 @@ final class FakeServer: Sendable {
                 switch script(line, number) {
                 case let .reply(text): try await outbound.write(ByteBuffer(string: text))
                 case .close: return
+                case let .replyThenClose(text):
+                    try await outbound.write(ByteBuffer(string: text))
+                    return
+                case .ignore: continue
                 }
             }
         }
+        ended.withLock { $0 += 1 }
     }
 }
 

@@ -189,3 +189,49 @@ struct ServerAddressTests {
         #expect(ServerAddress.fromEnvironment(["CARTEIRA_SERVER": "junk"]) == nil)
     }
 }
+
+@Suite("Token files and statements")
+struct TokenAndStatementTests {
+    @Test("a token file that group or others may read is refused, as ssh refuses such a key, and the message says how to fix it")
+    func tooOpen() async throws {
+        try await withStateDirectory { directory in
+            let store = TokenStore(directory: directory)
+            let server = ServerAddress(host: "127.0.0.1", port: 7070)
+            let alice = try #require(MachineName("alice"))
+            try store.save(try #require(Token(Fixture.token)), server: server, machine: alice)
+            let path = store.path(server: server, machine: alice)
+            try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: path)
+            let error = #expect(throws: TokenStore.Failure.self) { try store.load(server: server, machine: alice) }
+            #expect(error == .tooOpen(path: path, mode: 0o644))
+            #expect(error?.description.contains("chmod 600 \(path)") == true)
+            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
+            #expect(try store.load(server: server, machine: alice) != nil)
+        }
+    }
+
+    @Test("localhost and 127.0.0.1 share one token store")
+    func localhostShares() async throws {
+        try await withStateDirectory { directory in
+            let store = TokenStore(directory: directory)
+            let alice = try #require(MachineName("alice"))
+            try store.save(try #require(Token(Fixture.token)), server: ServerAddress(host: "127.0.0.1", port: 7070), machine: alice)
+            #expect(try store.load(server: ServerAddress(host: "localhost", port: 7070), machine: alice)?.text == Fixture.token)
+            #expect(try store.load(server: ServerAddress(host: "localhost", port: 7071), machine: alice) == nil)
+        }
+    }
+
+    @Test("a statement gives each transfer its direction, signed change and the balance right after it")
+    func statement() throws {
+        let alice = try #require(MachineName("alice"))
+        let bob = try #require(MachineName("bob"))
+        let entries = [
+            HistoryEntry(tx: TxID(seq: 9), at: Timestamp(milliseconds: 3), from: alice, to: bob, amount: Centavos(500)),
+            HistoryEntry(tx: TxID(seq: 7), at: Timestamp(milliseconds: 2), from: bob, to: alice, amount: Centavos(5000)),
+        ]
+        let statement = Statement(machine: alice, entries: entries, balance: Centavos(14_500))
+        #expect(statement.lines.map(\.received) == [false, true])
+        #expect(statement.lines.map(\.counterparty) == [bob, bob])
+        #expect(statement.lines.map(\.change) == [Centavos(-500), Centavos(5000)])
+        #expect(statement.lines.map(\.balanceAfter) == [Centavos(14_500), Centavos(15_000)])
+    }
+}

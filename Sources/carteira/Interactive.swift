@@ -193,7 +193,7 @@ struct InteractiveSession {
                     if try await pay(word) == .leave { return }
                 }
             } catch let error as ClientError {
-                say(humanMessage(error))
+                say(sentence(humanMessage(error)))
             } catch {
                 say(sentence("\(error)"))
             }
@@ -268,7 +268,7 @@ struct InteractiveSession {
         do {
             payee = try await session.check(key)
         } catch let error as ClientError where error.errorCode != nil {
-            say(humanMessage(error))
+            say(sentence(humanMessage(error)))
             return nil
         }
         if payee == (await session.account?.machine) {
@@ -342,7 +342,7 @@ struct InteractiveSession {
             say("Sent \(amount.brl) to \(payee) (tx \(receipt.tx)). Balance: \(receipt.balance.brl).\(note)")
             return .finished
         } catch let error as ClientError {
-            say(humanMessage(error))
+            say(sentence(humanMessage(error)))
             if error.errorCode == .insufficientFunds { return .insufficientFunds }
             if case let .paymentOutcomeUnknown(id, _) = error { tally.unknown(id) }
             return .finished

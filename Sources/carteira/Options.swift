@@ -122,10 +122,15 @@ func sentence(_ text: String) -> String {
     return text
 }
 
+/// `text` ending in a full stop, unless it already ends a sentence.
+func fullStop(_ text: String) -> String {
+    text.last.map { ".?!".contains($0) } == true ? text : text + "."
+}
+
 /// A refusal or failure as a sentence for people; known codes get words of
 /// their own, the server's message is kept where it carries figures.
 func humanMessage(_ error: ClientError) -> String {
-    guard case let .refused(code, message) = error else { return sentence(error.message) }
+    guard case let .refused(code, message) = error else { return fullStop(error.message) }
     switch ErrorCode(rawValue: code) {
     case .unknownKey: return "No machine has that key. Check it and try again."
     case .expiredKey: return "That key has expired (keys rotate every few minutes). Ask the payee for a fresh one."

@@ -445,6 +445,10 @@ struct Watch: AsyncParsableCommand {
     func run() async throws {
         let output = Output(json: options.json)
         try await options.withSession(catchUp: true) { session in
+            let account = try await session.loggedIn()
+            output.note(
+                text: "Watching payments to \(account.machine) (Ctrl-C to stop)",
+                json: .object(["event": .string("watching"), "machine": .string(account.machine.text)]))
             for await event in session.events {
                 show(event, output: output) { output.emit(text: $0, json: $1) }
             }

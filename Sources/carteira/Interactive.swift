@@ -219,7 +219,7 @@ struct InteractiveSession {
             return .done
         }
         guard let payee = try await payee(of: key) else { return .done }
-        say("Key of \(payee).")
+        say("This key belongs to \(payee).")
         while true {
             let amount: Centavos
             switch await askAmount(for: payee) {

@@ -135,7 +135,7 @@ func humanMessage(_ error: ClientError) -> String {
     case .unknownKey: return "No machine has that key. Check it and try again."
     case .expiredKey: return "That key has expired (keys rotate every few minutes). Ask the payee for a fresh one."
     case .selfTransfer: return "That is your own key: a machine cannot pay itself."
-    case .insufficientFunds: return "Not enough money: " + sentence(message.prefix(1).lowercased() + message.dropFirst())
+    case .insufficientFunds: return "Not enough money: " + fullStop(message.prefix(1).lowercased() + message.dropFirst())
     case .rateLimited: return "Too many wrong keys or tokens on this connection; wait a minute and try again."
     case .requestIDReused:
         return "That request id was already used for a different payment (another key or amount); use a fresh --request-id."

@@ -49,7 +49,9 @@ final class ChildProcess: Sendable {
         throws
     {
         process = Process()
-        process.executableURL = productsDirectory.appendingPathComponent(program)
+        // A program of the package by name, or any program by absolute path.
+        process.executableURL =
+            program.hasPrefix("/") ? URL(fileURLWithPath: program) : productsDirectory.appendingPathComponent(program)
         process.arguments = arguments
         var merged = ProcessInfo.processInfo.environment
         for (key, value) in environment { merged[key] = value }

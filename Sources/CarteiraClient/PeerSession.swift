@@ -415,15 +415,14 @@ public actor PeerSession {
     }
 
     /// A statement: the latest transfers with the balance after each, taken
-    /// from one consistent moment (`HISTORY`, `BALANCE` and `HISTORY|1`
-    /// pipelined; when a transfer slipped in between, asked again).
+    /// from one consistent moment: `HISTORY`, `BALANCE`, then `HISTORY|1`;
+    /// when a transfer slipped in between (the newest differs), asked again.
     public func statement(limit: Int = HistoryLimit.defaultValue) async throws -> Statement {
         let me = account?.machine ?? configuration.machine
         for _ in 0..<3 {
-            async let entries = history(limit: limit)
-            async let balance = balance()
-            async let newest = history(limit: 1)
-            let (all, now, check) = try await (entries, balance, newest)
+            let all = try await history(limit: limit)
+            let now = try await balance()
+            let check = try await history(limit: 1)
             if all.first?.tx == check.first?.tx { return Statement(machine: me, entries: all, balance: now) }
         }
         return Statement(machine: me, entries: try await history(limit: limit), balance: try await balance(), exact: false)

@@ -450,20 +450,20 @@ struct Watch: AsyncParsableCommand {
                 text: "Watching payments to \(account.machine) (Ctrl-C to stop)",
                 json: .object(["event": .string("watching"), "machine": .string(account.machine.text)]))
             for await event in session.events {
-                show(event, output: output) { output.emit(text: $0, json: $1) }
+                show(event, emit: { output.emit(text: $0, json: $1) }, note: { output.note(text: $0, json: $1) })
             }
         }
     }
 }
 
 /// Writes a session event: payments and keys through `emit` (standard
-/// output), reconnect notes to standard error.
-func show(_ event: SessionEvent, output: Output, emit: (String, JSON) -> Void) {
+/// output), reconnect notes through `note` (standard error).
+func show(_ event: SessionEvent, emit: (String, JSON) -> Void, note: (String, JSON) -> Void) {
     switch event {
     case let .push(push): emit(describe(push), pushJSON(push))
     case let .missed(entry): emit(describeMissed(entry), missedJSON(entry))
-    case .reconnecting: output.note(text: "reconnecting…", json: .object(["event": .string("reconnecting")]))
-    case .reconnected: output.note(text: "reconnected", json: .object(["event": .string("reconnected")]))
+    case .reconnecting: note("reconnecting…", .object(["event": .string("reconnecting")]))
+    case .reconnected: note("reconnected", .object(["event": .string("reconnected")]))
     }
 }
 

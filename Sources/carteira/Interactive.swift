@@ -153,7 +153,7 @@ struct InteractiveSession {
             group.addTask { [session, prompter, tally] in
                 for await event in session.events {
                     if case let .push(.key(key, _)) = event { tally.ownKey = key }
-                    show(event, output: Output(json: false)) { text, _ in prompter.printAbove(text) }
+                    show(event, emit: { text, _ in prompter.printAbove(text) }, note: { text, _ in prompter.printAbove(text) })
                 }
             }
             defer { group.cancelAll() }

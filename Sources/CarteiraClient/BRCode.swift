@@ -44,7 +44,8 @@ public struct PaymentRequest: Sendable, Hashable {
 
     /// A request to pay `amount` to `machine`'s `key`; the name and city are
     /// cut to what the layout allows.
-    public init(key: PaymentKey, machine: MachineName, amount: Centavos, reference: String, city: String = defaultCity) {
+    public init(key: PaymentKey, machine: MachineName, amount: Centavos, reference: String, city: String = defaultCity)
+    {
         self.init(
             keyText: key.text, name: String(machine.text.prefix(Self.nameLimit)),
             city: Self.cleanCity(city), amount: amount, reference: reference)
@@ -59,8 +60,11 @@ public struct PaymentRequest: Sendable, Hashable {
 
     /// Upper-case ASCII letters, digits and spaces, accents folded, at most 15.
     public static func cleanCity(_ text: String) -> String {
-        let folded = text.folding(options: [.diacriticInsensitive, .caseInsensitive], locale: Locale(identifier: "en_US_POSIX"))
-        let kept = folded.uppercased().unicodeScalars.filter { $0.isASCII && ($0 == " " || $0.properties.isAlphabetic || ("0"..."9").contains($0)) }
+        let folded = text.folding(
+            options: [.diacriticInsensitive, .caseInsensitive], locale: Locale(identifier: "en_US_POSIX"))
+        let kept = folded.uppercased().unicodeScalars.filter {
+            $0.isASCII && ($0 == " " || $0.properties.isAlphabetic || ("0"..."9").contains($0))
+        }
         let city = String(String.UnicodeScalarView(kept)).trimmingCharacters(in: .whitespaces)
         return city.isEmpty ? defaultCity : String(city.prefix(cityLimit))
     }
@@ -71,7 +75,9 @@ public struct PaymentRequest: Sendable, Hashable {
         text += field("26", field("00", Self.gui) + field("01", keyText))
         text += field("52", "0000")
         text += field("53", "986")
-        if let amount { text += field("54", "\(amount.value / 100).\(amount.value % 100 < 10 ? "0" : "")\(amount.value % 100)") }
+        if let amount {
+            text += field("54", "\(amount.value / 100).\(amount.value % 100 < 10 ? "0" : "")\(amount.value % 100)")
+        }
         text += field("58", "BR")
         text += field("59", name)
         text += field("60", city)
@@ -181,7 +187,9 @@ private func tlv(_ bytes: ArraySlice<UInt8>) throws(BRCodeError) -> [(id: String
     while index < bytes.endIndex {
         guard bytes.endIndex - index >= 4 else { throw .malformed("a field is cut short") }
         let head = bytes[index..<(index + 4)]
-        guard head.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { throw .malformed("a field's id and length are not digits") }
+        guard head.allSatisfy({ $0 >= 48 && $0 <= 57 }) else {
+            throw .malformed("a field's id and length are not digits")
+        }
         let id = String(decoding: head.prefix(2), as: UTF8.self)
         let length = Int(head[index + 2] - 48) * 10 + Int(head[index + 3] - 48)
         let start = index + 4

@@ -6,9 +6,9 @@ import NIOPosix
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A server's answer to one request, as read off the wire.
@@ -67,7 +67,8 @@ public final class CarteiraConnection: Sendable {
         to address: ServerAddress,
         timeout: Duration
     ) async throws(ClientError) -> CarteiraConnection {
-        let milliseconds = max(1, timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let milliseconds = max(
+            1, timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
         do {
             let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connectTimeout(.milliseconds(milliseconds))
@@ -217,7 +218,8 @@ public final class CarteiraConnection: Sendable {
             if var collecting = state.collecting {
                 guard case let .historyEntry(entry) = line else {
                     state.collecting = nil
-                    return .violation(collecting.pending, .protocolViolation("expected a TX line, got: \(text.prefix(80))"))
+                    return .violation(
+                        collecting.pending, .protocolViolation("expected a TX line, got: \(text.prefix(80))"))
                 }
                 collecting.entries.append(entry)
                 collecting.remaining -= 1
@@ -234,7 +236,8 @@ public final class CarteiraConnection: Sendable {
             let head = state.pending.removeFirst()
             switch line {
             case let .ok(fields) where head.isHistory:
-                guard fields.count == 1, let count = Int(fields[0]), (0...HistoryLimit.range.upperBound).contains(count) else {
+                guard fields.count == 1, let count = Int(fields[0]), (0...HistoryLimit.range.upperBound).contains(count)
+                else {
                     return .violation(head, .protocolViolation("bad HISTORY count: \(text.prefix(80))"))
                 }
                 if count == 0 { return .answer(head, .history([])) }
@@ -289,7 +292,8 @@ func describeConnectFailure(_ error: any Error, to address: ServerAddress, timeo
     for cause in causes {
         if let io = cause as? IOError { codes.append(io.errnoCode) }
         if case ChannelError.connectTimeout = cause {
-            return "no connection to \(address) within \(formatSeconds(timeout.seconds)): is the host up and the port right?"
+            return
+                "no connection to \(address) within \(formatSeconds(timeout.seconds)): is the host up and the port right?"
         }
     }
     if codes.contains(ECONNREFUSED) {
@@ -299,7 +303,8 @@ func describeConnectFailure(_ error: any Error, to address: ServerAddress, timeo
         return "cannot connect to \(address): \(String(cString: strerror(code)).lowercased())"
     }
     if case ChannelError.connectTimeout = error {
-        return "no connection to \(address) within \(formatSeconds(timeout.seconds)): is the host up and the port right?"
+        return
+            "no connection to \(address) within \(formatSeconds(timeout.seconds)): is the host up and the port right?"
     }
     return "cannot connect to \(address)"
 }

@@ -54,7 +54,8 @@ public enum ClientError: Error, Sendable, Hashable, CustomStringConvertible {
     /// rather than reached and refusing (exit status 1).
     public var isReachability: Bool {
         switch self {
-        case .cannotConnect, .connectionLost, .timedOut, .protocolViolation, .paymentOutcomeUnknown, .paymentNotSent: true
+        case .cannotConnect, .connectionLost, .timedOut, .protocolViolation, .paymentOutcomeUnknown, .paymentNotSent:
+            true
         case .refused(let code, _): code == ErrorCode.unavailable.rawValue
         case .notRegistered, .staleToken: false
         }

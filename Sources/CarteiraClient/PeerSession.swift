@@ -82,7 +82,9 @@ public actor PeerSession {
         /// How many times a request whose answer was lost is sent again.
         public var maximumRetries = 5
 
-        public init(server: ServerAddress, machine: MachineName, tokens: TokenStore, mayRegister: Bool, connectTimeout: Duration) {
+        public init(
+            server: ServerAddress, machine: MachineName, tokens: TokenStore, mayRegister: Bool, connectTimeout: Duration
+        ) {
             self.server = server
             self.machine = machine
             self.tokens = tokens
@@ -139,7 +141,9 @@ public actor PeerSession {
         _ configuration: Configuration,
         _ body: (PeerSession) async throws -> Result
     ) async throws -> Result {
-        if !configuration.mayRegister, try configuration.tokens.load(server: configuration.server, machine: configuration.machine) == nil {
+        if !configuration.mayRegister,
+            try configuration.tokens.load(server: configuration.server, machine: configuration.machine) == nil
+        {
             throw ClientError.notRegistered(
                 configuration.machine, server: configuration.server,
                 path: configuration.tokens.path(server: configuration.server, machine: configuration.machine))
@@ -187,7 +191,8 @@ public actor PeerSession {
     private func connectAndServe() async -> Outcome {
         let connection: CarteiraConnection
         do {
-            connection = try await CarteiraConnection.connect(to: configuration.server, timeout: configuration.connectTimeout)
+            connection = try await CarteiraConnection.connect(
+                to: configuration.server, timeout: configuration.connectTimeout)
         } catch {
             return .couldNotConnect(error)
         }
@@ -240,7 +245,8 @@ public actor PeerSession {
         if let token = try configuration.tokens.load(server: configuration.server, machine: machine) {
             let answer: Response
             do {
-                answer = try await connection.perform(.login(machine, token: token), deadline: deadline, timeoutError: timeoutError())
+                answer = try await connection.perform(
+                    .login(machine, token: token), deadline: deadline, timeoutError: timeoutError())
             } catch let error as ClientError where error.errorCode == .badToken || error.errorCode == .unknownMachine {
                 throw ClientError.staleToken(machine, server: configuration.server, path: tokenPath, code: error.code)
             }
@@ -249,7 +255,8 @@ public actor PeerSession {
             }
             account = Account(machine: name, key: key, balance: balance, registeredNow: account?.registeredNow ?? false)
         } else if configuration.mayRegister {
-            let answer = try await connection.perform(.register(machine), deadline: deadline, timeoutError: timeoutError())
+            let answer = try await connection.perform(
+                .register(machine), deadline: deadline, timeoutError: timeoutError())
             guard case let .registered(name, token, key, balance) = answer else {
                 throw ClientError.protocolViolation("unexpected answer to REGISTER")
             }
@@ -266,15 +273,17 @@ public actor PeerSession {
     private func catchUp(on connection: CarteiraConnection, reconnected: Bool) async throws {
         let deadline = ContinuousClock.now + configuration.requestTimeout
         guard hasBaseline else {
-            guard case let .history(entries) = try await connection.perform(
-                .history(limit: 1), deadline: deadline, timeoutError: timeoutError())
+            guard
+                case let .history(entries) = try await connection.perform(
+                    .history(limit: 1), deadline: deadline, timeoutError: timeoutError())
             else { throw ClientError.protocolViolation("unexpected answer to HISTORY") }
             newestKnown = entries.first?.tx
             hasBaseline = true
             return
         }
-        guard case let .history(entries) = try await connection.perform(
-            .history(limit: HistoryLimit.range.upperBound), deadline: deadline, timeoutError: timeoutError())
+        guard
+            case let .history(entries) = try await connection.perform(
+                .history(limit: HistoryLimit.range.upperBound), deadline: deadline, timeoutError: timeoutError())
         else { throw ClientError.protocolViolation("unexpected answer to HISTORY") }
         // Newest first: everything before the newest known transfer is new.
         let cut = newestKnown.flatMap { known in entries.firstIndex { $0.tx == known } } ?? entries.endIndex
@@ -397,7 +406,9 @@ public actor PeerSession {
 
     /// Not retried when the answer is lost: a second `ROTATE` would replace the key again.
     public func rotate() async throws -> KeyInfo {
-        guard case let .rotated(key, expires) = try await perform(.rotate, retry: false) else { throw unexpected(.rotate) }
+        guard case let .rotated(key, expires) = try await perform(.rotate, retry: false) else {
+            throw unexpected(.rotate)
+        }
         return KeyInfo(key: key, expires: expires)
     }
 
@@ -425,7 +436,8 @@ public actor PeerSession {
             let check = try await history(limit: 1)
             if all.first?.tx == check.first?.tx { return Statement(machine: me, entries: all, balance: now) }
         }
-        return Statement(machine: me, entries: try await history(limit: limit), balance: try await balance(), exact: false)
+        return Statement(
+            machine: me, entries: try await history(limit: limit), balance: try await balance(), exact: false)
     }
 
     /// Pays `amount` to the owner of `key`, within the request timeout. A
@@ -449,16 +461,19 @@ public actor PeerSession {
             }
             written = true
             do {
-                guard case let .sent(tx, balance, again) = try await connection.perform(
-                    request, deadline: deadline, timeoutError: timeoutError())
+                guard
+                    case let .sent(tx, balance, again) = try await connection.perform(
+                        request, deadline: deadline, timeoutError: timeoutError())
                 else { throw unexpected(request) }
                 return SendReceipt(
-                    tx: tx, balance: balance, requestID: requestID, confirmedAfterRetry: lostAnswers > 0, alreadyDone: again)
+                    tx: tx, balance: balance, requestID: requestID, confirmedAfterRetry: lostAnswers > 0,
+                    alreadyDone: again)
             } catch ClientError.connectionLost {
                 lostAnswers += 1
                 lost(connection)
                 guard lostAnswers <= configuration.maximumRetries else {
-                    throw ClientError.paymentOutcomeUnknown(requestID, because: "the connection to the server was lost \(lostAnswers) times")
+                    throw ClientError.paymentOutcomeUnknown(
+                        requestID, because: "the connection to the server was lost \(lostAnswers) times")
                 }
             } catch let error as ClientError {
                 guard case .timedOut = error else { throw error }
@@ -497,9 +512,10 @@ public struct Statement: Sendable, Hashable {
         for entry in entries {
             let received = entry.to == machine
             let change = Centavos(received ? entry.amount.value : -entry.amount.value)
-            lines.append(Line(
-                entry: entry, received: received, counterparty: received ? entry.from : entry.to, change: change,
-                balanceAfter: after))
+            lines.append(
+                Line(
+                    entry: entry, received: received, counterparty: received ? entry.from : entry.to, change: change,
+                    balanceAfter: after))
             // The balance before this transfer is the balance after the next older one.
             after = after.subtracting(change) ?? after
         }

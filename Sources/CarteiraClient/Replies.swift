@@ -81,7 +81,8 @@ private func field<Value>(_ text: String, _ make: (String) -> Value?) throws(Cli
 
 /// A non-negative decimal integer that fits `Int64`, digits only.
 private func integer(_ text: String) throws(ClientError) -> Int64 {
-    guard !text.isEmpty, text.utf8.count <= 19, text.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), let value = Int64(text) else {
+    guard !text.isEmpty, text.utf8.count <= 19, text.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), let value = Int64(text)
+    else {
         throw violation("malformed number \(text.prefix(80))")
     }
     return value

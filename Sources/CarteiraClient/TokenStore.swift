@@ -2,9 +2,9 @@ public import CarteiraCore
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Where machine tokens live: one file per server and machine,

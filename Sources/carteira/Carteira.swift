@@ -41,8 +41,10 @@ struct Carteira: AsyncParsableCommand {
         guard let hasToken = savedTokenExists(configuration) else { throw ExitCode(1) }
         if !hasToken {
             let path = configuration.tokens.path(server: configuration.server, machine: configuration.machine)
-            lines.printAbove("Machine \(configuration.machine) has no saved token for \(configuration.server) (looked for \(path)).")
-            let answer = await lines.readInput(prompt: "Register \(configuration.machine) on \(configuration.server) now? [y/N] ")
+            lines.printAbove(
+                "Machine \(configuration.machine) has no saved token for \(configuration.server) (looked for \(path)).")
+            let answer = await lines.readInput(
+                prompt: "Register \(configuration.machine) on \(configuration.server) now? [y/N] ")
             guard case let .line(text) = answer, isYes(text) else {
                 lines.printAbove("Nothing registered.")
                 throw ExitCode(1)
@@ -55,7 +57,9 @@ struct Carteira: AsyncParsableCommand {
 
     /// Whether a token is saved; `nil` after reporting a token file that cannot be used.
     private func savedTokenExists(_ configuration: PeerSession.Configuration) -> Bool? {
-        let result = Result { try configuration.tokens.load(server: configuration.server, machine: configuration.machine) }
+        let result = Result {
+            try configuration.tokens.load(server: configuration.server, machine: configuration.machine)
+        }
         switch result {
         case let .success(token): return token != nil
         case let .failure(error):
@@ -120,7 +124,8 @@ func isYes(_ text: String) -> Bool {
 }
 
 struct Register: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Register this machine (or log in if its token is saved).")
+    static let configuration = CommandConfiguration(
+        abstract: "Register this machine (or log in if its token is saved).")
     @OptionGroup var options: SharedOptions
 
     func run() async throws {
@@ -136,7 +141,8 @@ struct Register: AsyncParsableCommand {
 }
 
 struct Whoami: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show this machine, its key, the key's expiry and the balance.")
+    static let configuration = CommandConfiguration(
+        abstract: "Show this machine, its key, the key's expiry and the balance.")
     @OptionGroup var options: SharedOptions
 
     func run() async throws {
@@ -208,13 +214,18 @@ func reportPayment(_ receipt: SendReceipt, amount: Centavos, payee: MachineName?
     let to = payee.map { " to \($0)" } ?? ""
     let text: String
     if receipt.alreadyDone && !receipt.confirmedAfterRetry {
-        text = "Already sent earlier (tx \(receipt.tx), request id \(receipt.requestID)); no money moved now.\nBalance: \(receipt.balance.brl)"
+        text =
+            "Already sent earlier (tx \(receipt.tx), request id \(receipt.requestID)); no money moved now.\nBalance: \(receipt.balance.brl)"
     } else {
-        let note = receipt.confirmedAfterRetry ? "\nThe connection dropped; the retry confirmed the payment was made once." : ""
-        text = "Sent \(amount.brl)\(to) (tx \(receipt.tx), request id \(receipt.requestID))\nBalance: \(receipt.balance.brl)\(note)"
+        let note =
+            receipt.confirmedAfterRetry
+            ? "\nThe connection dropped; the retry confirmed the payment was made once." : ""
+        text =
+            "Sent \(amount.brl)\(to) (tx \(receipt.tx), request id \(receipt.requestID))\nBalance: \(receipt.balance.brl)\(note)"
     }
     var fields: [(String, JSON)] = [
-        ("tx", .string(receipt.tx.text)), ("amount_cents", .int(amount.value)), ("balance_cents", .int(receipt.balance.value)),
+        ("tx", .string(receipt.tx.text)), ("amount_cents", .int(amount.value)),
+        ("balance_cents", .int(receipt.balance.value)),
         ("request_id", .string(receipt.requestID.text)), ("retried", .bool(receipt.confirmedAfterRetry)),
         ("already_done", .bool(receipt.alreadyDone)),
     ]
@@ -229,7 +240,9 @@ struct Send: AsyncParsableCommand {
     @OptionGroup var options: SharedOptions
     @Argument(help: "The payee's payment key.") var key: String
     @Argument(help: "Reais, like 50 or 12,50 (no thousands separator).") var amount: String
-    @Option(name: .customLong("request-id"), help: "An id for safe retries: 1-64 of A-Z a-z 0-9 _ - (default: a fresh one).")
+    @Option(
+        name: .customLong("request-id"), help: "An id for safe retries: 1-64 of A-Z a-z 0-9 _ - (default: a fresh one)."
+    )
     var requestID: String?
 
     func validate() throws {
@@ -246,7 +259,9 @@ struct Send: AsyncParsableCommand {
         let id: RequestID? =
             if let requestID { RequestID(requestID.trimmingCharacters(in: .whitespaces)) } else { freshRequestID() }
         guard let id else { throw ValidationError("invalid request id") }
-        let receipt = try await options.withSession(payment: id) { try await $0.send(key: key, amount: amount, requestID: id) }
+        let receipt = try await options.withSession(payment: id) {
+            try await $0.send(key: key, amount: amount, requestID: id)
+        }
         reportPayment(receipt, amount: amount, payee: nil, output: Output(json: options.json))
     }
 }
@@ -281,7 +296,8 @@ struct RequestPayment: AsyncParsableCommand {
     func validate() throws {
         _ = try parseAmount(amount)
         if let reference, !PaymentRequest.isValidReference(reference.trimmingCharacters(in: .whitespaces)) {
-            throw ValidationError("--id must be 1-25 of A-Z a-z 0-9 (the Pix manual's form of a reference), got \(reference)")
+            throw ValidationError(
+                "--id must be 1-25 of A-Z a-z 0-9 (the Pix manual's form of a reference), got \(reference)")
         }
     }
 
@@ -295,7 +311,8 @@ struct RequestPayment: AsyncParsableCommand {
             Output(json: true).emit(
                 text: "",
                 json: .fields([
-                    ("code", .string(request.payload)), ("amount_cents", .int(amount.value)), ("reference", .string(reference)),
+                    ("code", .string(request.payload)), ("amount_cents", .int(amount.value)),
+                    ("reference", .string(reference)),
                     ("machine", .string(me.machine.text)), ("key", .string(me.key.text)),
                     ("key_expires_ms", .int(me.keyExpires.milliseconds)),
                 ]))
@@ -303,7 +320,8 @@ struct RequestPayment: AsyncParsableCommand {
             print(request.payload)
             fflush(nil)
             FileHandle.standardError.write(
-                Data("Pay \(amount.brl) to \(me.machine), reference \(reference) (\(expiry)): carteira pay CODE\n".utf8))
+                Data("Pay \(amount.brl) to \(me.machine), reference \(reference) (\(expiry)): carteira pay CODE\n".utf8)
+            )
         }
     }
 }
@@ -323,7 +341,8 @@ func requestID(for request: PaymentRequest, payload: String) -> RequestID? {
 /// Why a decoded code cannot be paid here, before anything is asked.
 func payableParts(_ request: PaymentRequest) throws -> (PaymentKey, Centavos) {
     guard let key = PaymentKey(request.keyText) else {
-        throw ValidationError("that Pix code's key \(request.keyText) is not a Carteira key (a UUID issued by carteira-server)")
+        throw ValidationError(
+            "that Pix code's key \(request.keyText) is not a Carteira key (a UUID issued by carteira-server)")
     }
     guard let amount = request.amount else {
         throw ValidationError("that Pix code carries no amount; ask for one made with `carteira request AMOUNT`")
@@ -352,7 +371,9 @@ struct Pay: AsyncParsableCommand {
         let request: PaymentRequest
         do { request = try PaymentRequest.decode(code) } catch { throw ValidationError(error.description) }
         let (key, amount) = try payableParts(request)
-        guard let id = requestID(for: request, payload: code) else { throw ValidationError("that code's reference is unusable") }
+        guard let id = requestID(for: request, payload: code) else {
+            throw ValidationError("that code's reference is unusable")
+        }
         let outcome: (SendReceipt, MachineName)? = try await options.withSession(payment: id) { session in
             let payee: MachineName
             do {
@@ -363,9 +384,12 @@ struct Pay: AsyncParsableCommand {
                     message: "this payment request has expired: the payee's key was replaced; ask them for a new code")
             }
             if let me = await session.account?.machine, me == payee {
-                throw ClientError.refused(code: ErrorCode.selfTransfer.rawValue, message: "that is your own payment request")
+                throw ClientError.refused(
+                    code: ErrorCode.selfTransfer.rawValue, message: "that is your own payment request")
             }
-            let named = request.name.isEmpty || payee.text.hasPrefix(request.name) ? "" : " (the code calls them \(request.name))"
+            let named =
+                request.name.isEmpty || payee.text.hasPrefix(request.name)
+                ? "" : " (the code calls them \(request.name))"
             if !yes {
                 let answer = await StdinPrompter().readInput(
                     prompt: "Pay \(amount.brl) to \(payee)\(named), reference \(request.reference)? [y/N] ")
@@ -421,7 +445,8 @@ func signed(_ change: Centavos) -> String {
 func statementTable(_ statement: Statement) -> String {
     guard !statement.lines.isEmpty else { return "No transfers yet. Balance: \(statement.balance.brl)" }
     var table = TextTable(columns: [
-        .init("time"), .init("transfer"), .init("amount", alignment: .right), .init("balance", alignment: .right), .init("tx"),
+        .init("time"), .init("transfer"), .init("amount", alignment: .right), .init("balance", alignment: .right),
+        .init("tx"),
     ])
     for line in statement.lines {
         table.append([
@@ -429,7 +454,8 @@ func statementTable(_ statement: Statement) -> String {
             signed(line.change), line.balanceAfter.brl, line.entry.tx.text,
         ])
     }
-    let note = statement.exact ? "" : "\n(transfers kept arriving while this was taken; the balances may be off by them)"
+    let note =
+        statement.exact ? "" : "\n(transfers kept arriving while this was taken; the balances may be off by them)"
     return table.render() + note
 }
 

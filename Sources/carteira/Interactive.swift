@@ -100,7 +100,8 @@ private final class Tally: Sendable {
                 ? "No payment was sent in this session."
                 : "This session sent \(state.count) payment\(state.count == 1 ? "" : "s"), \(state.total.brl) in all."
             for id in state.unknown {
-                text += " The outcome of request \(id) is unknown: `carteira send KEY AMOUNT --request-id \(id)` tells (it never pays twice)."
+                text +=
+                    " The outcome of request \(id) is unknown: `carteira send KEY AMOUNT --request-id \(id)` tells (it never pays twice)."
             }
             return text
         }
@@ -153,7 +154,9 @@ struct InteractiveSession {
             group.addTask { [session, prompter, tally] in
                 for await event in session.events {
                     if case let .push(.key(key, _)) = event { tally.ownKey = key }
-                    show(event, emit: { text, _ in prompter.printAbove(text) }, note: { text, _ in prompter.printAbove(text) })
+                    show(
+                        event, emit: { text, _ in prompter.printAbove(text) },
+                        note: { text, _ in prompter.printAbove(text) })
                 }
             }
             defer { group.cancelAll() }
@@ -211,7 +214,9 @@ struct InteractiveSession {
             return try await payCode(request, payload: word)
         }
         guard let key = PaymentKey(word) else {
-            say("That is neither a payment key (a UUID like 7c1e9b2a-4d3f-4e8a-b1c2-d3e4f5a6b7c8), nor a Pix code, nor a command; type help.")
+            say(
+                "That is neither a payment key (a UUID like 7c1e9b2a-4d3f-4e8a-b1c2-d3e4f5a6b7c8), nor a Pix code, nor a command; type help."
+            )
             return .done
         }
         if key == tally.ownKey {
@@ -329,7 +334,9 @@ struct InteractiveSession {
         case insufficientFunds
     }
 
-    private func send(key: PaymentKey, amount: Centavos, payee: MachineName, requestID: RequestID?) async throws -> SendResult {
+    private func send(key: PaymentKey, amount: Centavos, payee: MachineName, requestID: RequestID?) async throws
+        -> SendResult
+    {
         guard let requestID else { return .finished }
         do {
             let receipt = try await session.send(key: key, amount: amount, requestID: requestID)
@@ -338,7 +345,8 @@ struct InteractiveSession {
                 return .finished
             }
             tally.paid(amount)
-            let note = receipt.confirmedAfterRetry ? " The connection dropped; the retry confirmed it was made once." : ""
+            let note =
+                receipt.confirmedAfterRetry ? " The connection dropped; the retry confirmed it was made once." : ""
             say("Sent \(amount.brl) to \(payee) (tx \(receipt.tx)). Balance: \(receipt.balance.brl).\(note)")
             return .finished
         } catch let error as ClientError {

@@ -84,7 +84,8 @@ struct SharedOptions: ParsableArguments {
         _ body: (PeerSession) async throws -> Result
     ) async throws -> Result {
         do {
-            return try await PeerSession.withSession(try configuration(mayRegister: mayRegister, catchUp: catchUp)) { session in
+            return try await PeerSession.withSession(try configuration(mayRegister: mayRegister, catchUp: catchUp)) {
+                session in
                 do {
                     try await session.loggedIn()
                 } catch let error as ClientError where error.isReachability {
@@ -107,7 +108,8 @@ struct SharedOptions: ParsableArguments {
 /// label only, so `pc1.example.org` is `pc1`).
 func defaultMachineName(hostName: String) -> MachineName {
     let label = hostName.split(separator: ".").first.map(String.init) ?? ""
-    let cleaned = String(label.map { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") ? $0 : "-" }.prefix(64))
+    let cleaned = String(
+        label.map { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") ? $0 : "-" }.prefix(64))
     if let name = MachineName(cleaned) { return name }
     guard let fallback = MachineName("peer") else { preconditionFailure("peer is a valid machine name") }
     return fallback
@@ -135,10 +137,12 @@ func humanMessage(_ error: ClientError) -> String {
     case .unknownKey: return "No machine has that key. Check it and try again."
     case .expiredKey: return "That key has expired (keys rotate every few minutes). Ask the payee for a fresh one."
     case .selfTransfer: return "That is your own key: a machine cannot pay itself."
-    case .insufficientFunds: return "Not enough money: " + fullStop(message.prefix(1).lowercased() + message.dropFirst())
+    case .insufficientFunds:
+        return "Not enough money: " + fullStop(message.prefix(1).lowercased() + message.dropFirst())
     case .rateLimited: return "Too many wrong keys or tokens on this connection; wait a minute and try again."
     case .requestIDReused:
-        return "That request id was already used for a different payment (another key or amount); use a fresh --request-id."
+        return
+            "That request id was already used for a different payment (another key or amount); use a fresh --request-id."
     case .unavailable: return "The server is unavailable (shutting down or cannot write its journal); nothing was done."
     default: return sentence(message)
     }
@@ -156,11 +160,15 @@ func parseAmount(_ raw: String) throws -> Centavos {
 func amountProblem(_ text: String) -> String {
     let example = "like 50, 50,5 or 50,25"
     if text.isEmpty { return "the amount is missing: write reais \(example)" }
-    if text.hasPrefix("-") { return "\(text) is a negative amount: the amount must be reais greater than zero, \(example)" }
+    if text.hasPrefix("-") {
+        return "\(text) is a negative amount: the amount must be reais greater than zero, \(example)"
+    }
     if text.hasPrefix("+") { return "write the amount without a sign, \(example)" }
     let separators = text.filter { $0 == "," || $0 == "." }
     let groups = text.split(whereSeparator: { $0 == "," || $0 == "." })
-    if separators.count > 1 || (separators.count == 1 && groups.count == 2 && groups[1].count == 3 && groups[1].allSatisfy(\.isNumber)) {
+    if separators.count > 1
+        || (separators.count == 1 && groups.count == 2 && groups[1].count == 3 && groups[1].allSatisfy(\.isNumber))
+    {
         return "no thousands separator, please: write 1234,56 rather than 1.234,56 (got \(text))"
     }
     if text.allSatisfy({ $0.isNumber || $0 == "," || $0 == "." }), !text.contains(where: { ("1"..."9").contains($0) }) {

@@ -18,7 +18,8 @@ enum JSON {
         case let .bool(value): return value ? "true" : "false"
         case let .array(items): return "[" + items.map(\.encoded).joined(separator: ",") + "]"
         case let .object(pairs): return JSON.fields(pairs.map { ($0.key, $0.value) }).encoded
-        case let .fields(pairs): return "{" + pairs.map { jsonQuoted($0.0) + ":" + $0.1.encoded }.joined(separator: ",") + "}"
+        case let .fields(pairs):
+            return "{" + pairs.map { jsonQuoted($0.0) + ":" + $0.1.encoded }.joined(separator: ",") + "}"
         }
     }
 }

@@ -36,7 +36,9 @@ enum PublishedCodes {
 
 @Suite("BR Code (Pix Copia e Cola) payment requests")
 struct BRCodeTests {
-    @Test("CRC16-CCITT (poly 0x1021, init 0xFFFF) gives the catalogued check value 0x29B1 for 123456789, and 0xFFFF for nothing")
+    @Test(
+        "CRC16-CCITT (poly 0x1021, init 0xFFFF) gives the catalogued check value 0x29B1 for 123456789, and 0xFFFF for nothing"
+    )
     func crcVectors() {
         // The check value of CRC-16/CCITT-FALSE in Greg Cook's CRC catalogue.
         #expect(crc16CCITT(Array("123456789".utf8)) == 0x29B1)
@@ -61,15 +63,21 @@ struct BRCodeTests {
     @Test("published codes decode to their key, name, city, amount and reference")
     func decodesPublishedCodes() throws {
         let manual = try PaymentRequest.decode(PublishedCodes.bcbStatic)
-        #expect(manual == PaymentRequest(
-            keyText: "123e4567-e12b-12d1-a456-426655440000", name: "Fulano de Tal", city: "BRASILIA", amount: nil, reference: "***"))
+        #expect(
+            manual
+                == PaymentRequest(
+                    keyText: "123e4567-e12b-12d1-a456-426655440000", name: "Fulano de Tal", city: "BRASILIA",
+                    amount: nil, reference: "***"))
         let withAmount = try PaymentRequest.decode(PublishedCodes.upperCaseGUIWithAmount)
         #expect(withAmount.amount == Centavos(100))
         #expect(withAmount.keyText == "123e4567-e12b-12d1-a456-426655440000")
         let described = try PaymentRequest.decode(PublishedCodes.withDescription)
-        #expect(described == PaymentRequest(
-            keyText: "123e4567-e12b-12d1-a456-426655440000", name: "Fulano de Tal", city: "BRASILIA", amount: Centavos(500),
-            reference: "123"))
+        #expect(
+            described
+                == PaymentRequest(
+                    keyText: "123e4567-e12b-12d1-a456-426655440000", name: "Fulano de Tal", city: "BRASILIA",
+                    amount: Centavos(500),
+                    reference: "123"))
         // A dynamic code points at a bank's server instead of carrying a key.
         #expect(throws: BRCodeError.dynamic) { try PaymentRequest.decode(PublishedCodes.bcbDynamic) }
     }
@@ -82,7 +90,8 @@ struct BRCodeTests {
             let machine = try #require(MachineName("m" + String(random.next() % 1_000_000)))
             let amount = Centavos(Int64(random.next() % 99_999_999_999) + 1)
             let reference = "R" + String(random.next() % 1_000_000_000)
-            let request = PaymentRequest(key: key, machine: machine, amount: amount, reference: reference, city: "São Paulo")
+            let request = PaymentRequest(
+                key: key, machine: machine, amount: amount, reference: reference, city: "São Paulo")
             let decoded = try PaymentRequest.decode(request.payload)
             #expect(decoded == request)
             #expect(decoded.city == "SAO PAULO")
@@ -109,7 +118,8 @@ struct BRCodeTests {
     func refusals() throws {
         let key = PaymentKey(randomBytes: Array(repeating: 7, count: 16))
         let payload = PaymentRequest(
-            key: key, machine: try #require(MachineName("bob")), amount: Centavos(5000), reference: "REF1").payload
+            key: key, machine: try #require(MachineName("bob")), amount: Centavos(5000), reference: "REF1"
+        ).payload
         // One digit of the amount changed: the CRC no longer matches.
         let tampered = payload.replacingOccurrences(of: "540550.00", with: "540590.00")
         #expect {
@@ -131,4 +141,3 @@ struct BRCodeTests {
         }
     }
 }
-

@@ -7,7 +7,9 @@ import Testing
 
 @Suite("Reconnecting sessions catch up on missed payments")
 struct CatchUpTests {
-    @Test("after a reconnect the session reports the transfers received meanwhile, oldest first, before live pushes, and never twice")
+    @Test(
+        "after a reconnect the session reports the transfers received meanwhile, oldest first, before live pushes, and never twice"
+    )
     func missedTransfers() async throws {
         let alice = Fixture.aliceKey
         // Connection 1: baseline T1, then a live push of T2, then the server goes away.
@@ -33,7 +35,8 @@ struct CatchUpTests {
         try await withStateDirectory { directory in
             try await FakeServer.with(script) { server throws in
                 var config = PeerSession.Configuration(
-                    server: ServerAddress(host: "127.0.0.1", port: server.port), machine: try #require(MachineName("alice")),
+                    server: ServerAddress(host: "127.0.0.1", port: server.port),
+                    machine: try #require(MachineName("alice")),
                     tokens: TokenStore(directory: directory), mayRegister: true, connectTimeout: .seconds(2))
                 config.catchUp = true
                 config.initialBackoff = .milliseconds(20)
@@ -52,14 +55,22 @@ struct CatchUpTests {
                 let carol = try #require(MachineName("carol"))
                 let me = try #require(MachineName("alice"))
                 let t2 = try #require(TxID("T000000000002"))
-                #expect(events.first == .push(.received(tx: t2, from: bob, amount: Centavos(200), balance: Centavos(10300))))
+                #expect(
+                    events.first == .push(.received(tx: t2, from: bob, amount: Centavos(200), balance: Centavos(10300)))
+                )
                 // Then: reconnecting, reconnected, T4 and T5 (oldest first; T3 was a payment
                 // alice made, T1 and T2 were accounted for), then the live key push.
                 let rest = Array(events.dropFirst())
                 let expected: [SessionEvent] = [
                     .reconnecting, .reconnected,
-                    .missed(HistoryEntry(tx: try #require(TxID("T000000000004")), at: Timestamp(milliseconds: 4000), from: bob, to: me, amount: Centavos(400))),
-                    .missed(HistoryEntry(tx: try #require(TxID("T000000000005")), at: Timestamp(milliseconds: 5000), from: carol, to: me, amount: Centavos(500))),
+                    .missed(
+                        HistoryEntry(
+                            tx: try #require(TxID("T000000000004")), at: Timestamp(milliseconds: 4000), from: bob,
+                            to: me, amount: Centavos(400))),
+                    .missed(
+                        HistoryEntry(
+                            tx: try #require(TxID("T000000000005")), at: Timestamp(milliseconds: 5000), from: carol,
+                            to: me, amount: Centavos(500))),
                     .push(.key(try #require(PaymentKey(alice)), expires: Timestamp(milliseconds: 1_790_000_000_000))),
                 ]
                 #expect(rest == expected)

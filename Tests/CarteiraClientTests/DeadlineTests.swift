@@ -5,7 +5,9 @@ import CarteiraTestSupport
 import Synchronization
 import Testing
 
-private func configuration(_ server: FakeServer, _ directory: String, timeout: Duration) throws -> PeerSession.Configuration {
+private func configuration(_ server: FakeServer, _ directory: String, timeout: Duration) throws
+    -> PeerSession.Configuration
+{
     var config = PeerSession.Configuration(
         server: ServerAddress(host: "127.0.0.1", port: server.port), machine: try #require(MachineName("alice")),
         tokens: TokenStore(directory: directory), mayRegister: true, connectTimeout: .seconds(1))
@@ -16,23 +18,29 @@ private func configuration(_ server: FakeServer, _ directory: String, timeout: D
 
 @Suite("Request deadlines and the again flag")
 struct DeadlineTests {
-    @Test("a SEND the server never answers fails within the timeout as outcome unknown, naming the request id, and the connection is closed")
+    @Test(
+        "a SEND the server never answers fails within the timeout as outcome unknown, naming the request id, and the connection is closed"
+    )
     func sendWithoutAnswer() async throws {
         let script: FakeServer.Script = { line, connection in
             line.hasPrefix("SEND|") ? .ignore : Fixture.wellBehaved(line, connection)
         }
         try await withStateDirectory { directory in
             try await FakeServer.with(script) { server throws in
-                let config = try configuration(server, directory, timeout: .milliseconds(500))
-                let started = ContinuousClock.now
+                // Long enough for a login on a loaded machine; the SEND then waits it out.
+                let config = try configuration(server, directory, timeout: .milliseconds(1500))
+                let started = Mutex(ContinuousClock.now)
                 let error = await #expect(throws: ClientError.self) {
                     try await PeerSession.withSession(config) { session in
-                        try await session.send(
+                        // Logged in first, so the SEND is surely written; its own deadline starts now.
+                        try await session.loggedIn()
+                        started.withLock { $0 = .now }
+                        return try await session.send(
                             key: try #require(PaymentKey(Fixture.bobKey)), amount: Centavos(500),
                             requestID: try #require(RequestID("pay-9")))
                     }
                 }
-                let elapsed = ContinuousClock.now - started
+                let elapsed = ContinuousClock.now - started.withLock { $0 }
                 guard case let .paymentOutcomeUnknown(id, _) = error else {
                     Issue.record("expected paymentOutcomeUnknown, got \(String(describing: error))")
                     return
@@ -40,7 +48,7 @@ struct DeadlineTests {
                 #expect(id.text == "pay-9")
                 #expect(error?.message.contains("--request-id pay-9") == true)
                 #expect(error?.isReachability == true)
-                #expect(elapsed >= .milliseconds(500) && elapsed < .seconds(3))
+                #expect(elapsed >= .milliseconds(1500) && elapsed < .seconds(5))
                 // The client gave up on the connection the SEND was written on:
                 // the server sees it end, so it cannot carry the SEND out later from it.
                 #expect(await eventually(within: 3) { server.closedConnections >= 1 })
@@ -54,7 +62,8 @@ struct DeadlineTests {
         try await withStateDirectory { directory in
             try await FakeServer.with({ _, _ in .ignore }) { server throws in
                 let config = try configuration(server, directory, timeout: .milliseconds(400))
-                try config.tokens.save(try #require(Token(Fixture.token)), server: config.server, machine: config.machine)
+                try config.tokens.save(
+                    try #require(Token(Fixture.token)), server: config.server, machine: config.machine)
                 let started = ContinuousClock.now
                 let error = await #expect(throws: ClientError.self) {
                     try await PeerSession.withSession(config) { session in
@@ -76,7 +85,9 @@ struct DeadlineTests {
 
     @Test("a read the server never answers times out with timedOut, saying which server and how long")
     func readWithoutAnswer() async throws {
-        let script: FakeServer.Script = { line, connection in line == "BALANCE" ? .ignore : Fixture.wellBehaved(line, connection) }
+        let script: FakeServer.Script = { line, connection in
+            line == "BALANCE" ? .ignore : Fixture.wellBehaved(line, connection)
+        }
         try await withStateDirectory { directory in
             try await FakeServer.with(script) { server throws in
                 let config = try configuration(server, directory, timeout: .milliseconds(300))
@@ -84,12 +95,17 @@ struct DeadlineTests {
                     try await PeerSession.withSession(config) { try await $0.balance() }
                 }
                 #expect(error == .timedOut(config.server, seconds: 0.3))
-                #expect(error?.message == "the server at 127.0.0.1:\(server.port) did not answer within 0.3 s; the connection was closed")
+                #expect(
+                    error?.message
+                        == "the server at 127.0.0.1:\(server.port) did not answer within 0.3 s; the connection was closed"
+                )
             }
         }
     }
 
-    @Test("OK|tx|cents|again reads as already done; a plain OK as a new payment; a fourth field of another word is a violation")
+    @Test(
+        "OK|tx|cents|again reads as already done; a plain OK as a new payment; a fourth field of another word is a violation"
+    )
     func againFlag() async throws {
         let sends = Mutex(0)
         let script: FakeServer.Script = { line, connection in

@@ -108,10 +108,12 @@ enum Fixture {
         case "BALANCE": return "OK|10000\n"
         case "KEY": return "OK|\(aliceKey)|\(expires)\n"
         case "ROTATE": return "OK|\(bobKey)|\(expires + 180_000)\n"
-        case "CHECK": return fields.count > 1 && fields[1] == Substring(bobKey) ? "OK|bob\n" : "ERR|unknown_key|no such key\n"
+        case "CHECK":
+            return fields.count > 1 && fields[1] == Substring(bobKey) ? "OK|bob\n" : "ERR|unknown_key|no such key\n"
         case "SEND": return "OK|T000000000042|5000\n"
         case "HISTORY":
-            return "OK|2\nTX|T000000000042|1789000000000|alice|bob|5000\nTX|T000000000041|1788000000000|bob|alice|2500\n"
+            return
+                "OK|2\nTX|T000000000042|1789000000000|alice|bob|5000\nTX|T000000000041|1788000000000|bob|alice|2500\n"
         case "QUIT": return "OK|BYE\n"
         default: return nil
         }

@@ -12,7 +12,9 @@ func withStateDirectory<Result>(_ body: (String) async throws -> Result) async t
     return try await body(url.path)
 }
 
-private func configuration(_ server: FakeServer, _ directory: String, mayRegister: Bool) throws -> PeerSession.Configuration {
+private func configuration(_ server: FakeServer, _ directory: String, mayRegister: Bool) throws
+    -> PeerSession.Configuration
+{
     PeerSession.Configuration(
         server: ServerAddress(host: "127.0.0.1", port: server.port), machine: try #require(MachineName("alice")),
         tokens: TokenStore(directory: directory), mayRegister: mayRegister, connectTimeout: .seconds(2))
@@ -56,7 +58,9 @@ struct SessionTests {
         }
     }
 
-    @Test("a SEND whose answer is lost is re-sent with the same request id after reconnecting and logging in again; made once")
+    @Test(
+        "a SEND whose answer is lost is re-sent with the same request id after reconnecting and logging in again; made once"
+    )
     func lostSendAnswer() async throws {
         let sends = Mutex(0)
         let script: FakeServer.Script = { line, connection in
@@ -116,7 +120,8 @@ struct SessionTests {
             let script: FakeServer.Script = { _, _ in .reply("ERR|bad_token|wrong token\n") }
             try await FakeServer.with(script) { server throws in
                 let config = try configuration(server, directory, mayRegister: false)
-                try config.tokens.save(try #require(Token(Fixture.token)), server: config.server, machine: config.machine)
+                try config.tokens.save(
+                    try #require(Token(Fixture.token)), server: config.server, machine: config.machine)
                 let error = await #expect(throws: ClientError.self) {
                     try await PeerSession.withSession(config) { try await $0.balance() }
                 }
@@ -157,7 +162,8 @@ struct TokenStoreTests {
             let newer = try #require(Token(String(repeating: "a", count: 32)))
             try store.save(newer, server: server, machine: alice)
             #expect(try store.load(server: server, machine: alice) == newer)
-            let files = try FileManager.default.contentsOfDirectory(atPath: (path as NSString).deletingLastPathComponent)
+            let files = try FileManager.default.contentsOfDirectory(
+                atPath: (path as NSString).deletingLastPathComponent)
             #expect(files == ["alice.token"])
         }
     }
@@ -169,7 +175,8 @@ struct TokenStoreTests {
             let server = ServerAddress(host: "127.0.0.1", port: 7070)
             let alice = try #require(MachineName("alice"))
             try store.save(try #require(Token(Fixture.token)), server: server, machine: alice)
-            try "not a token\n".write(toFile: store.path(server: server, machine: alice), atomically: false, encoding: .utf8)
+            try "not a token\n".write(
+                toFile: store.path(server: server, machine: alice), atomically: false, encoding: .utf8)
             #expect(throws: TokenStore.Failure.self) { try store.load(server: server, machine: alice) }
         }
     }
@@ -185,14 +192,18 @@ struct ServerAddressTests {
             #expect(ServerAddress(bad) == nil, "\(bad)")
         }
         #expect(ServerAddress.fromEnvironment([:]) == .standard)
-        #expect(ServerAddress.fromEnvironment(["CARTEIRA_SERVER": "10.0.0.2:8080"]) == ServerAddress(host: "10.0.0.2", port: 8080))
+        #expect(
+            ServerAddress.fromEnvironment(["CARTEIRA_SERVER": "10.0.0.2:8080"])
+                == ServerAddress(host: "10.0.0.2", port: 8080))
         #expect(ServerAddress.fromEnvironment(["CARTEIRA_SERVER": "junk"]) == nil)
     }
 }
 
 @Suite("Token files and statements")
 struct TokenAndStatementTests {
-    @Test("a token file that group or others may read is refused, as ssh refuses such a key, and the message says how to fix it")
+    @Test(
+        "a token file that group or others may read is refused, as ssh refuses such a key, and the message says how to fix it"
+    )
     func tooOpen() async throws {
         try await withStateDirectory { directory in
             let store = TokenStore(directory: directory)
@@ -214,8 +225,12 @@ struct TokenAndStatementTests {
         try await withStateDirectory { directory in
             let store = TokenStore(directory: directory)
             let alice = try #require(MachineName("alice"))
-            try store.save(try #require(Token(Fixture.token)), server: ServerAddress(host: "127.0.0.1", port: 7070), machine: alice)
-            #expect(try store.load(server: ServerAddress(host: "localhost", port: 7070), machine: alice)?.text == Fixture.token)
+            try store.save(
+                try #require(Token(Fixture.token)), server: ServerAddress(host: "127.0.0.1", port: 7070), machine: alice
+            )
+            #expect(
+                try store.load(server: ServerAddress(host: "localhost", port: 7070), machine: alice)?.text
+                    == Fixture.token)
             #expect(try store.load(server: ServerAddress(host: "localhost", port: 7071), machine: alice) == nil)
         }
     }
@@ -226,7 +241,8 @@ struct TokenAndStatementTests {
         let bob = try #require(MachineName("bob"))
         let entries = [
             HistoryEntry(tx: TxID(seq: 9), at: Timestamp(milliseconds: 3), from: alice, to: bob, amount: Centavos(500)),
-            HistoryEntry(tx: TxID(seq: 7), at: Timestamp(milliseconds: 2), from: bob, to: alice, amount: Centavos(5000)),
+            HistoryEntry(
+                tx: TxID(seq: 7), at: Timestamp(milliseconds: 2), from: bob, to: alice, amount: Centavos(5000)),
         ]
         let statement = Statement(machine: alice, entries: entries, balance: Centavos(14_500))
         #expect(statement.lines.map(\.received) == [false, true])

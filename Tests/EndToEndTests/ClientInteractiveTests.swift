@@ -7,63 +7,63 @@ import Testing
 /// match) and `["send", text]` (type it). Prints the transcript, then
 /// `EXIT <status>` on standard error; exits 1 when an expectation timed out.
 private let ptyDriver = #"""
-import json, os, pty, select, sys, time, signal
-steps = json.loads(sys.argv[1])
-argv = sys.argv[2:]
-pid, fd = pty.fork()
-if pid == 0:
-    os.environ["TERM"] = "dumb"
-    os.execv(argv[0], argv)
-out = b""
-pos = 0
-def read_some(timeout):
-    global out
-    r, _, _ = select.select([fd], [], [], timeout)
-    if r:
-        try:
-            data = os.read(fd, 4096)
-        except OSError:
-            return False
-        if not data:
-            return False
-        out += data
-    return bool(r)
-def expect(text, seconds=10):
-    global pos
-    deadline = time.time() + seconds
-    needle = text.encode()
-    while True:
-        i = out.find(needle, pos)
-        if i >= 0:
-            pos = i + len(needle)
-            return True
-        left = deadline - time.time()
-        if left <= 0:
-            return False
-        read_some(min(left, 0.2))
-for kind, text in steps:
-    if kind == "expect":
-        if not expect(text):
-            sys.stdout.write(out.decode(errors="replace"))
-            sys.stderr.write("TIMEOUT waiting for: %r\n" % text)
-            os.kill(pid, signal.SIGKILL)
-            sys.exit(1)
-    else:
-        os.write(fd, text.encode())
-deadline = time.time() + 10
-status = None
-while time.time() < deadline:
-    read_some(0.1)
-    done, st = os.waitpid(pid, os.WNOHANG)
-    if done:
-        status = os.waitstatus_to_exitcode(st)
-        break
-while read_some(0.05):
-    pass
-sys.stdout.write(out.decode(errors="replace"))
-sys.stderr.write("EXIT %s\n" % status)
-sys.exit(0 if status is not None else 1)
-"""#
+    import json, os, pty, select, sys, time, signal
+    steps = json.loads(sys.argv[1])
+    argv = sys.argv[2:]
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.environ["TERM"] = "dumb"
+        os.execv(argv[0], argv)
+    out = b""
+    pos = 0
+    def read_some(timeout):
+        global out
+        r, _, _ = select.select([fd], [], [], timeout)
+        if r:
+            try:
+                data = os.read(fd, 4096)
+            except OSError:
+                return False
+            if not data:
+                return False
+            out += data
+        return bool(r)
+    def expect(text, seconds=10):
+        global pos
+        deadline = time.time() + seconds
+        needle = text.encode()
+        while True:
+            i = out.find(needle, pos)
+            if i >= 0:
+                pos = i + len(needle)
+                return True
+            left = deadline - time.time()
+            if left <= 0:
+                return False
+            read_some(min(left, 0.2))
+    for kind, text in steps:
+        if kind == "expect":
+            if not expect(text):
+                sys.stdout.write(out.decode(errors="replace"))
+                sys.stderr.write("TIMEOUT waiting for: %r\n" % text)
+                os.kill(pid, signal.SIGKILL)
+                sys.exit(1)
+        else:
+            os.write(fd, text.encode())
+    deadline = time.time() + 10
+    status = None
+    while time.time() < deadline:
+        read_some(0.1)
+        done, st = os.waitpid(pid, os.WNOHANG)
+        if done:
+            status = os.waitstatus_to_exitcode(st)
+            break
+    while read_some(0.05):
+        pass
+    sys.stdout.write(out.decode(errors="replace"))
+    sys.stderr.write("EXIT %s\n" % status)
+    sys.exit(0 if status is not None else 1)
+    """#
 
 private enum Step {
     case expect(String)
@@ -79,7 +79,9 @@ private enum Step {
 
 /// Runs `carteira ARGS` on a pseudo-terminal through the steps; returns the
 /// transcript and the exit status line.
-private func onTerminal(_ arguments: [String], _ steps: [Step]) async throws -> (transcript: String, errors: String, status: Int32?) {
+private func onTerminal(_ arguments: [String], _ steps: [Step]) async throws -> (
+    transcript: String, errors: String, status: Int32?
+) {
     let stepsJSON = String(decoding: try JSONSerialization.data(withJSONObject: steps.map(\.json)), as: UTF8.self)
     let program = productsDirectory.appendingPathComponent("carteira").path
     let child = try ChildProcess("/usr/bin/env", ["python3", "-c", ptyDriver, stepsJSON, program] + arguments)
@@ -90,7 +92,8 @@ private func onTerminal(_ arguments: [String], _ steps: [Step]) async throws -> 
 
 @Suite("The interactive client on a pseudo-terminal", .timeLimit(.minutes(2)))
 struct ClientInteractiveTests {
-    @Test("pays in the PIX order: key, payee's name, amount, one confirmation; Ctrl-C cancels; Ctrl-D says what was sent")
+    @Test(
+        "pays in the PIX order: key, payee's name, amount, one confirmation; Ctrl-C cancels; Ctrl-D says what was sent")
     func pixOrder() async throws {
         let peers = try await TwoPeers.start()
         let aliceKey = try await peers.run(["key"], as: "alice").output.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -110,7 +113,8 @@ struct ClientInteractiveTests {
                 .send(" \(peers.bobKey) \r"), .expect("Amount to pay bob"), .send(" 1,5 \r"),
                 .expect("Pay R$ 1,50 to bob? [y/N] "), .send("y\r"), .expect("Sent R$ 1,50 to bob"),
                 // A pasted payment request.
-                .expect(prompt), .send(code + "\r"), .expect("Pay R$ 2,00 to bob, reference INT1? [y/N] "), .send("s\r"),
+                .expect(prompt), .send(code + "\r"), .expect("Pay R$ 2,00 to bob, reference INT1? [y/N] "),
+                .send("s\r"),
                 .expect("Sent R$ 2,00 to bob"),
                 // Ctrl-D at the confirmation: nothing sent for this one, and the tally.
                 .expect(prompt), .send(peers.bobKey + "\r"), .expect("Amount to pay bob"), .send("9\r"),

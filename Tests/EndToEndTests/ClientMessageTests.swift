@@ -4,7 +4,9 @@ import Testing
 
 @Suite("carteira's messages are for people", .timeLimit(.minutes(2)))
 struct ClientMessageTests {
-    @Test("usage errors are one line and a hint, JSON with --json; amounts and keys are trimmed; -1 and 1.234,56 are named")
+    @Test(
+        "usage errors are one line and a hint, JSON with --json; amounts and keys are trimmed; -1 and 1.234,56 are named"
+    )
     func usage() async throws {
         let peers = try await TwoPeers.start()
         let missing = try await peers.run(["send", peers.bobKey], as: "alice")
@@ -37,7 +39,9 @@ struct ClientMessageTests {
         await peers.stop()
     }
 
-    @Test("tokens: none saved is said at once without connecting; a stale one names its file; an open one is refused; localhost shares")
+    @Test(
+        "tokens: none saved is said at once without connecting; a stale one names its file; an open one is refused; localhost shares"
+    )
     func tokens() async throws {
         let peers = try await TwoPeers.start()
         // Nothing saved for carol: told at once, although nothing answers on that port.
@@ -50,7 +54,8 @@ struct ClientMessageTests {
         #expect(stranger.errors.contains("carol.token"))
 
         // localhost is the same server as 127.0.0.1: alice's token is found.
-        let local = try await carteira(["balance"], machine: "alice", port: peers.port, state: peers.state, host: "localhost")
+        let local = try await carteira(
+            ["balance"], machine: "alice", port: peers.port, state: peers.state, host: "localhost")
         #expect(local.status == 0, "\(local.errors)")
 
         let token = peers.state + "/127.0.0.1_\(peers.port)/alice.token"
@@ -86,7 +91,8 @@ struct ClientMessageTests {
 
         let web = try SilentListener()
         web.answerOnce(with: "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-        let notCarteira = try await carteira(["--connect-timeout", "2", "register"], machine: "alice", port: web.port, state: directory)
+        let notCarteira = try await carteira(
+            ["--connect-timeout", "2", "register"], machine: "alice", port: web.port, state: directory)
         #expect(notCarteira.status == 3)
         #expect(notCarteira.errors.contains("does not speak the Carteira protocol"))
     }

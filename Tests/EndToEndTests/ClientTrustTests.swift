@@ -4,7 +4,7 @@ import Synchronization
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One run of `carteira` with its own state directory.
@@ -57,7 +57,9 @@ final class SilentListener {
         address.sin_port = 0
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard bound == 0, listen(descriptor, 16) == 0 else { throw CocoaError(.fileWriteUnknown) }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
@@ -101,7 +103,8 @@ struct TwoPeers {
             try #require(run.status == 0, "register \(machine): \(run.errors)")
         }
         let key = try await carteira(["key"], machine: "bob", port: server.port, state: directory + "/state")
-        return TwoPeers(directory: directory, server: server, bobKey: key.output.trimmingCharacters(in: .whitespacesAndNewlines))
+        return TwoPeers(
+            directory: directory, server: server, bobKey: key.output.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
     func run(_ arguments: [String], as machine: String, input: String? = nil) async throws -> ClientRun {
@@ -127,13 +130,17 @@ struct ClientTrustTests {
         let listener = try SilentListener()
         // A saved token, so the client logs in (and waits for the answer).
         let folder = directory + "/state/127.0.0.1_\(listener.port)"
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createDirectory(
+            atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let token = folder + "/alice.token"
         try "5be1c0c3a9f04e1d8f1b2c3d4e5f6a7b\n".write(toFile: token, atomically: false, encoding: .utf8)
         try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: token)
 
         let run = try await carteira(
-            ["--connect-timeout", "2", "--timeout", "1", "send", "7c1e9b2a-4d3f-4e8a-b1c2-d3e4f5a6b7c8", "5", "--request-id", "X1"],
+            [
+                "--connect-timeout", "2", "--timeout", "1", "send", "7c1e9b2a-4d3f-4e8a-b1c2-d3e4f5a6b7c8", "5",
+                "--request-id", "X1",
+            ],
             machine: "alice", port: listener.port, state: directory + "/state")
         #expect(run.status == 3)
         #expect(run.seconds < 4, "took \(run.seconds) s")
@@ -150,7 +157,8 @@ struct ClientTrustTests {
     func stoppedServer() async throws {
         let peers = try await TwoPeers.start()
         peers.server.child.signal(SIGSTOP)
-        let run = try await peers.run(["--connect-timeout", "2", "--timeout", "1", "send", peers.bobKey, "5", "--request-id", "S1"], as: "alice")
+        let run = try await peers.run(
+            ["--connect-timeout", "2", "--timeout", "1", "send", peers.bobKey, "5", "--request-id", "S1"], as: "alice")
         peers.server.child.signal(SIGCONT)
         #expect(run.status == 3)
         #expect(run.seconds < 4, "took \(run.seconds) s")

@@ -188,7 +188,9 @@ struct ConnectionTests {
 
     @Test("connecting to a port nobody listens on fails with cannotConnect")
     func cannotConnect() async throws {
-        let port = try await FakeServer.with(Fixture.wellBehaved) { $0.port }
+        let refusing = try RefusingPort()
+        defer { withExtendedLifetime(refusing) {} }
+        let port = refusing.port
         let started = ContinuousClock.now
         await #expect {
             try await CarteiraConnection.connect(

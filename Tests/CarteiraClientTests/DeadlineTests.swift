@@ -32,8 +32,10 @@ struct DeadlineTests {
                 let started = Mutex(ContinuousClock.now)
                 let error = await #expect(throws: ClientError.self) {
                     try await PeerSession.withSession(config) { session in
-                        // Logged in first, so the SEND is surely written; its own deadline starts now.
-                        try await session.loggedIn()
+                        // Logged in first (on a loaded machine a login may itself time
+                        // out and be tried again), so the SEND is surely written; its
+                        // own deadline starts after that.
+                        _ = await eventually(within: 30) { (try? await session.loggedIn()) != nil }
                         started.withLock { $0 = .now }
                         return try await session.send(
                             key: try #require(PaymentKey(Fixture.bobKey)), amount: Centavos(500),
@@ -122,7 +124,7 @@ struct DeadlineTests {
         }
         try await withStateDirectory { directory in
             try await FakeServer.with(script) { server throws in
-                let config = try configuration(server, directory, timeout: .seconds(2))
+                let config = try configuration(server, directory, timeout: .seconds(20))
                 try await PeerSession.withSession(config) { session in
                     let key = try #require(PaymentKey(Fixture.bobKey))
                     let id = try #require(RequestID("pay-1"))
@@ -141,7 +143,9 @@ struct DeadlineTests {
 
     @Test("connection refused reads as a sentence with the address as HOST:PORT, no SwiftNIO text")
     func refusedMessage() async throws {
-        let port = try await FakeServer.with(Fixture.wellBehaved) { $0.port }
+        let refusing = try RefusingPort()
+        defer { withExtendedLifetime(refusing) {} }
+        let port = refusing.port
         let address = ServerAddress(host: "127.0.0.1", port: port)
         let error = await #expect(throws: ClientError.self) {
             try await CarteiraConnection.connect(to: address, timeout: .milliseconds(500))

@@ -4,6 +4,10 @@ import NIOExtras
 import NIOPosix
 import Synchronization
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// A scripted stand-in for the server on 127.0.0.1, port 0: every line a
 /// client writes goes to `script`, whose action says what to write back.
 final class FakeServer: Sendable {
@@ -121,3 +125,31 @@ enum Fixture {
 
     static let wellBehaved: FakeServer.Script = { line, _ in .reply(answer(line) ?? "ERR|unknown_command|what?\n") }
 }
+
+/// A port on 127.0.0.1 that refuses connections for as long as this lives:
+/// bound but never listening, so no other test's server can take it
+/// meanwhile (a port freed by closing a listener can be handed out again).
+final class RefusingPort {
+    let port: Int
+    private let descriptor: Int32
+
+    init() throws {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        self.descriptor = descriptor
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0
+            }
+        }
+        guard bound else { throw RefusingPortError() }
+        port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    deinit { close(descriptor) }
+}
+
+struct RefusingPortError: Error {}

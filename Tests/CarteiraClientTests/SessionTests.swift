@@ -94,7 +94,9 @@ struct SessionTests {
 
     @Test("a session with no server to reach fails requests with cannotConnect once the connect timeout passes")
     func unreachable() async throws {
-        let port = try await FakeServer.with(Fixture.wellBehaved) { $0.port }
+        let refusing = try RefusingPort()
+        defer { withExtendedLifetime(refusing) {} }
+        let port = refusing.port
         try await withStateDirectory { directory in
             var config = PeerSession.Configuration(
                 server: ServerAddress(host: "127.0.0.1", port: port), machine: try #require(MachineName("alice")),

@@ -46,6 +46,7 @@ struct ClientMessageTests {
         let peers = try await TwoPeers.start()
         // Nothing saved for carol: told at once, although nothing answers on that port.
         let listener = try SilentListener()
+        defer { withExtendedLifetime(listener) {} }
         let stranger = try await carteira(
             ["--connect-timeout", "5", "balance"], machine: "carol", port: listener.port, state: peers.state)
         #expect(stranger.status == 1)
@@ -78,11 +79,9 @@ struct ClientMessageTests {
     func servers() async throws {
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let closedPort: Int
-        do {
-            let listener = try SilentListener()
-            closedPort = listener.port
-        }
+        let refusing = try SilentListener(listening: false)
+        defer { withExtendedLifetime(refusing) {} }
+        let closedPort = refusing.port
         let refused = try await carteira(
             ["--connect-timeout", "1", "register"], machine: "alice", port: closedPort, state: directory)
         #expect(refused.status == 3)
@@ -90,6 +89,7 @@ struct ClientMessageTests {
         #expect(!refused.errors.contains("NIO"))
 
         let web = try SilentListener()
+        defer { withExtendedLifetime(web) {} }
         web.answerOnce(with: "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
         let notCarteira = try await carteira(
             ["--connect-timeout", "2", "register"], machine: "alice", port: web.port, state: directory)

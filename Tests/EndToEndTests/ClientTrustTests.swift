@@ -171,6 +171,40 @@ struct ClientTrustTests {
         await peers.stop()
     }
 
+    /// The server's half of "a request given up on is never carried out
+    /// later from the same connection": the client resets the connection
+    /// (SO_LINGER 0) when it gives up, but Linux still hands the unread bytes
+    /// to a reader after the reset, and today's server reads and carries out
+    /// a SEND that arrived while it was stopped. Enable once the server drops
+    /// the unread input of a connection that has failed.
+    @Test(
+        "a SEND written to a stopped server by a client that then reset the connection is not carried out after SIGCONT",
+        .disabled("the server still carries out unread input of a reset connection (server request path)"))
+    func resetConnectionIsNotCarriedOut() async throws {
+        let peers = try await TwoPeers.start()
+        let token = try String(contentsOfFile: peers.state + "/127.0.0.1_\(peers.port)/alice.token", encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let script = #"""
+            import socket, struct, sys, time, os, signal
+            port, token, key, pid = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+            c = socket.create_connection(("127.0.0.1", port))
+            c.sendall(("LOGIN|alice|%s\n" % token).encode()); c.recv(200)
+            os.kill(pid, signal.SIGSTOP); time.sleep(0.2)
+            c.sendall(("SEND|%s|5|given-up\n" % key).encode()); time.sleep(0.2)
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); c.close(); time.sleep(0.2)
+            os.kill(pid, signal.SIGCONT)
+            """#
+        let driver = try ChildProcess(
+            "/usr/bin/env",
+            [
+                "python3", "-c", script, String(peers.port), token, peers.bobKey,
+                String(peers.server.child.process.processIdentifier),
+            ])
+        #expect(await driver.exitStatus() == 0)
+        #expect(try await peers.balanceCents(of: "bob") == 10_000)
+        await peers.stop()
+    }
+
     @Test("re-running send with the same request id says it was already sent and that no money moved")
     func retriedSend() async throws {
         let peers = try await TwoPeers.start()

@@ -380,12 +380,12 @@ struct Pay: AsyncParsableCommand {
                 payee = try await session.check(key)
             } catch let error as ClientError where error.errorCode == .expiredKey {
                 throw ClientError.refused(
-                    code: ErrorCode.expiredKey.rawValue,
+                    code: "expired_request",
                     message: "this payment request has expired: the payee's key was replaced; ask them for a new code")
             }
             if let me = await session.account?.machine, me == payee {
                 throw ClientError.refused(
-                    code: ErrorCode.selfTransfer.rawValue, message: "that is your own payment request")
+                    code: "own_request", message: "that is your own payment request: a machine cannot pay itself")
             }
             let named =
                 request.name.isEmpty || payee.text.hasPrefix(request.name)

@@ -260,6 +260,7 @@ struct ClientTrustTests {
         // Paying one's own request is refused.
         let own = try await peers.run(["pay", code, "--yes"], as: "bob")
         #expect(own.status == 1)
+        #expect(own.errors.contains("That is your own payment request"))
         await peers.stop()
     }
 
@@ -276,7 +277,7 @@ struct ClientTrustTests {
         #expect(rotated)
         let run = try await peers.run(["pay", code, "--yes"], as: "alice")
         #expect(run.status == 1)
-        #expect(run.errors.contains("expired"))
+        #expect(run.errors.contains("This payment request has expired"))
         #expect(try await peers.balanceCents(of: "alice") == 10_000)
         await peers.stop()
     }

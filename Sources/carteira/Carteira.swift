@@ -17,11 +17,12 @@ struct Carteira: AsyncParsableCommand {
 
             Exit status:
               0  done
-              1  not done: the server refused (the reason goes to standard error), the token is missing or stale,
-                 or a confirmation was declined
+              1  not done: refused by the server (reason on standard error),
+                 no usable token, or a confirmation declined
               2  bad usage (nothing was sent)
-              3  the server could not be reached, did not answer within --timeout, or is not a Carteira server;
-                 for a payment the message says whether it was sent and names the request id to retry with
+              3  server unreachable, silent past --timeout, or not Carteira;
+                 a payment's message says whether it was sent and names
+                 the request id to retry with
             """,
         version: carteiraVersion,
         subcommands: [

@@ -35,7 +35,7 @@ struct ClientMessageTests {
         #expect(version.output.hasPrefix("carteira "))
         let help = try await peers.run(["--help"], as: "alice")
         #expect(help.output.contains("Exit status:"))
-        #expect(help.output.contains("3  the server could not be reached"))
+        #expect(help.output.contains("3  server unreachable, silent past --timeout, or not Carteira"))
         await peers.stop()
     }
 

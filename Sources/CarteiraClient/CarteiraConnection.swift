@@ -5,6 +5,12 @@ import NIOExtras
 import NIOPosix
 import Synchronization
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// A server's answer to one request, as read off the wire.
 public enum ServerReply: Sendable, Hashable {
     /// `OK|field|...`: the fields after `OK`.
@@ -29,6 +35,8 @@ public final class CarteiraConnection: Sendable {
     private let outgoingSink: AsyncStream<ByteBuffer>.Continuation
     private let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
     private let state = Mutex(State())
+    /// The server this connection goes to, for messages.
+    public let address: ServerAddress
 
     /// A server line never legitimately comes near this; it bounds what a
     /// misbehaving server can make us buffer.
@@ -47,8 +55,9 @@ public final class CarteiraConnection: Sendable {
         var closedReason: ClientError?
     }
 
-    private init(channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>) {
+    private init(channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>, address: ServerAddress) {
         self.channel = channel
+        self.address = address
         (pushes, pushSink) = AsyncStream.makeStream(of: Push.self)
         (outgoing, outgoingSink) = AsyncStream.makeStream(of: ByteBuffer.self)
     }
@@ -58,7 +67,8 @@ public final class CarteiraConnection: Sendable {
         to address: ServerAddress,
         timeout: Duration
     ) async throws(ClientError) -> CarteiraConnection {
-        let milliseconds = max(1, timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let milliseconds = max(
+            1, timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
         do {
             let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connectTimeout(.milliseconds(milliseconds))
@@ -70,9 +80,9 @@ public final class CarteiraConnection: Sendable {
                         return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                     }
                 }
-            return CarteiraConnection(channel: channel)
+            return CarteiraConnection(channel: channel, address: address)
         } catch {
-            throw .cannotConnect(address, reason: String(describing: error))
+            throw .cannotConnect(address, reason: describeConnectFailure(error, to: address, timeout: timeout))
         }
     }
 
@@ -120,6 +130,23 @@ public final class CarteiraConnection: Sendable {
         channel.channel.close(promise: nil)
     }
 
+    /// Gives up on the connection: waiting requests fail with `reason`, and
+    /// the socket is reset (`SO_LINGER` 0) rather than closed in order, so
+    /// nothing still queued towards the server is delivered after we stopped
+    /// waiting for it, and the server sees the connection fail at once.
+    public func abandon(because reason: ClientError) {
+        state.withLock { state in
+            if state.closedReason == nil { state.closedReason = reason }
+        }
+        outgoingSink.finish()
+        let channel = channel.channel
+        guard let socket = channel as? any SocketOptionProvider else {
+            channel.close(promise: nil)
+            return
+        }
+        socket.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in channel.close(promise: nil) }
+    }
+
     /// Whether the connection has closed.
     public var isClosed: Bool { state.withLock { $0.closedReason != nil } }
 
@@ -144,6 +171,31 @@ public final class CarteiraConnection: Sendable {
         try Response(reply: try await self.request(request), to: request)
     }
 
+    /// `perform(_:)` with a deadline: when no answer came by then, the
+    /// connection is abandoned (see `abandon(because:)`) and this throws
+    /// `timeoutError`. A request given up on is never carried out later from
+    /// this connection, because the connection is gone.
+    public func perform(
+        _ request: Request, deadline: ContinuousClock.Instant, timeoutError: ClientError
+    ) async throws -> Response {
+        try await withThrowingTaskGroup(of: Response?.self) { group in
+            group.addTask { try await self.perform(request) }
+            group.addTask {
+                // Cancelled when the answer came first: then nothing is abandoned.
+                do { try await Task.sleep(until: deadline, clock: .continuous) } catch { return nil }
+                self.abandon(because: timeoutError)
+                return nil
+            }
+            while let result = try await group.next() {
+                if let response = result {
+                    group.cancelAll()
+                    return response
+                }
+            }
+            throw timeoutError
+        }
+    }
+
     private enum Delivery {
         case none
         case answer(Pending, ServerReply)
@@ -166,7 +218,8 @@ public final class CarteiraConnection: Sendable {
             if var collecting = state.collecting {
                 guard case let .historyEntry(entry) = line else {
                     state.collecting = nil
-                    return .violation(collecting.pending, .protocolViolation("expected a TX line, got: \(text.prefix(80))"))
+                    return .violation(
+                        collecting.pending, .protocolViolation("expected a TX line, got: \(text.prefix(80))"))
                 }
                 collecting.entries.append(entry)
                 collecting.remaining -= 1
@@ -183,7 +236,8 @@ public final class CarteiraConnection: Sendable {
             let head = state.pending.removeFirst()
             switch line {
             case let .ok(fields) where head.isHistory:
-                guard fields.count == 1, let count = Int(fields[0]), (0...HistoryLimit.range.upperBound).contains(count) else {
+                guard fields.count == 1, let count = Int(fields[0]), (0...HistoryLimit.range.upperBound).contains(count)
+                else {
                     return .violation(head, .protocolViolation("bad HISTORY count: \(text.prefix(80))"))
                 }
                 if count == 0 { return .answer(head, .history([])) }
@@ -210,16 +264,54 @@ public final class CarteiraConnection: Sendable {
     }
 
     private func finish(_ reason: ClientError) {
-        let waiting: [Pending] = state.withLock { state in
+        let (waiting, reason): ([Pending], ClientError) = state.withLock { state in
             if state.closedReason == nil { state.closedReason = reason }
+            let reason = state.closedReason ?? reason
             var waiting = state.pending
             if let collecting = state.collecting { waiting.insert(collecting.pending, at: 0) }
             state.pending = []
             state.collecting = nil
-            return waiting
+            return (waiting, reason)
         }
         outgoingSink.finish()
         pushSink.finish()
         for pending in waiting { pending.continuation.resume(throwing: reason) }
+    }
+}
+
+/// A connection failure for people: never SwiftNIO's own description.
+func describeConnectFailure(_ error: any Error, to address: ServerAddress, timeout: Duration) -> String {
+    var causes: [any Error] = [error]
+    if let failure = error as? NIOConnectionError {
+        if failure.connectionErrors.isEmpty, failure.dnsAError != nil || failure.dnsAAAAError != nil {
+            return "cannot find the host \(address.host): check the name in --server or $CARTEIRA_SERVER"
+        }
+        causes = failure.connectionErrors.map(\.error)
+    }
+    var codes: [Int32] = []
+    for cause in causes {
+        if let io = cause as? IOError { codes.append(io.errnoCode) }
+        if case ChannelError.connectTimeout = cause {
+            return
+                "no connection to \(address) within \(formatSeconds(timeout.seconds)): is the host up and the port right?"
+        }
+    }
+    if codes.contains(ECONNREFUSED) {
+        return "connection refused: is carteira-server running on \(address)?"
+    }
+    if let code = codes.first {
+        return "cannot connect to \(address): \(String(cString: strerror(code)).lowercased())"
+    }
+    if case ChannelError.connectTimeout = error {
+        return
+            "no connection to \(address) within \(formatSeconds(timeout.seconds)): is the host up and the port right?"
+    }
+    return "cannot connect to \(address)"
+}
+
+extension Duration {
+    /// Whole and fractional seconds.
+    var seconds: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
 }

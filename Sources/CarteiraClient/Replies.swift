@@ -55,10 +55,11 @@ extension Response {
             try expect(1)
             self = .owner(try field(fields[0], MachineName.init))
         case .send:
-            // A retry of a done request id carries a fourth field, `again`.
-            let again = fields.count == 3 && fields[2] == "again"
-            try expect(again ? 3 : 2)
-            self = .sent(tx: try field(fields[0], TxID.init), balance: try cents(fields[1]), again: again)
+            // `OK|tx|cents`, or `OK|tx|cents|again` for a retry of a done request id.
+            guard fields.count == 2 || (fields.count == 3 && fields[2] == "again") else {
+                throw violation("SEND answered \(fields.count) field(s), expected 2, or 3 ending in again")
+            }
+            self = .sent(tx: try field(fields[0], TxID.init), balance: try cents(fields[1]), again: fields.count == 3)
         case .history:
             throw violation("HISTORY answered without its count")
         case .quit:
@@ -80,7 +81,8 @@ private func field<Value>(_ text: String, _ make: (String) -> Value?) throws(Cli
 
 /// A non-negative decimal integer that fits `Int64`, digits only.
 private func integer(_ text: String) throws(ClientError) -> Int64 {
-    guard !text.isEmpty, text.utf8.count <= 19, text.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), let value = Int64(text) else {
+    guard !text.isEmpty, text.utf8.count <= 19, text.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), let value = Int64(text)
+    else {
         throw violation("malformed number \(text.prefix(80))")
     }
     return value

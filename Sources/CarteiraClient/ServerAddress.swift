@@ -17,7 +17,8 @@ public struct ServerAddress: Sendable, Hashable, CustomStringConvertible {
         var host = text[..<colon]
         let portText = text[text.index(after: colon)...]
         if host.hasPrefix("["), host.hasSuffix("]") { host = host.dropFirst().dropLast() }
-        guard !host.isEmpty, host.utf8.count <= 253, !host.contains(where: { $0 == "[" || $0 == "]" || $0.isWhitespace }),
+        guard !host.isEmpty, host.utf8.count <= 253,
+            !host.contains(where: { $0 == "[" || $0 == "]" || $0.isWhitespace }),
             portText.utf8.count <= 5, portText.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }),
             let port = Int(portText), (1...65535).contains(port)
         else { return nil }

@@ -2,9 +2,9 @@ public import CarteiraCore
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Where machine tokens live: one file per server and machine,
@@ -27,10 +27,16 @@ public struct TokenStore: Sendable {
     public enum Failure: Error, Sendable, Hashable, CustomStringConvertible {
         case malformed(path: String)
         case io(path: String, operation: String, errno: Int32)
+        /// Group or others may read or write the file (as `ssh` refuses such a key).
+        case tooOpen(path: String, mode: UInt32)
 
         public var description: String {
             switch self {
-            case let .malformed(path): "the token file \(path) does not hold a token"
+            case let .malformed(path):
+                "the token file \(path) does not hold a token; delete it and run `carteira register` to start over"
+            case let .tooOpen(path, mode):
+                "permissions \(String(mode, radix: 8)) for the token file \(path) are too open: anyone who can read it can spend "
+                    + "from this wallet, so it is not used; make it private with `chmod 600 \(path)`"
             case let .io(path, operation, code): "cannot \(operation) \(path): \(String(cString: strerror(code)))"
             }
         }
@@ -42,8 +48,10 @@ public struct TokenStore: Sendable {
     }
 
     private func serverDirectory(_ server: ServerAddress) -> String {
+        // `localhost` is the same server as 127.0.0.1, so they share tokens.
+        let name = ["localhost", "localhost."].contains(server.host.lowercased()) ? "127.0.0.1" : server.host
         // Only characters safe in a file name; `:` of an IPv6 host becomes `_`.
-        let host = String(server.host.map { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-") ? $0 : "_" })
+        let host = String(name.map { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-") ? $0 : "_" })
         return "\(directory)/\(host)_\(server.port)"
     }
 
@@ -56,6 +64,10 @@ public struct TokenStore: Sendable {
             throw .io(path: path, operation: "open", errno: errno)
         }
         defer { close(descriptor) }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else { throw .io(path: path, operation: "inspect", errno: errno) }
+        let mode = UInt32(status.st_mode) & 0o777
+        guard mode & 0o077 == 0 else { throw .tooOpen(path: path, mode: mode) }
         // A token file is 33 bytes; read a little more to notice junk.
         var bytes = [UInt8](repeating: 0, count: 128)
         let count = bytes.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }

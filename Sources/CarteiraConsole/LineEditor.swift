@@ -87,10 +87,35 @@ public final class LineEditor: Sendable {
 
     // MARK: Reading
 
+    /// What `readInput` read.
+    public enum Input: Sendable, Hashable {
+        case line(String)
+        /// Ctrl-C: the line being typed was dropped.
+        case interrupted
+        /// Ctrl-D on an empty line, end of input, or the editor closed.
+        case end
+    }
+
     /// Reads one line with editing, showing `prompt` (the editor's own by
     /// default). `nil` on Ctrl-D on an empty line, at end of input, or once
-    /// the editor is closed. Blocks the calling thread.
+    /// the editor is closed. Ctrl-C clears the line and keeps reading.
+    /// Blocks the calling thread.
     public func readLine(prompt: String? = nil) -> String? {
+        if case let .line(line) = read(prompt: prompt, returnOnInterrupt: false) { line } else { nil }
+    }
+
+    /// Like `readLine`, but Ctrl-C ends the read with `.interrupted`, for a
+    /// caller that cancels what the line was for.
+    public func readInput(prompt: String? = nil) -> Input {
+        read(prompt: prompt, returnOnInterrupt: true)
+    }
+
+    /// `readInput(prompt:)` on the editor's own thread.
+    public func nextInput(prompt: String? = nil) async -> Input {
+        await thread.run { [self] in readInput(prompt: prompt) }
+    }
+
+    private func read(prompt: String?, returnOnInterrupt: Bool) -> Input {
         // A Ctrl-C pressed while no line was being edited is stale. Drained
         // before `reading` is set, so no wake-up for a queued line is lost.
         _ = wakePipe.drain()
@@ -99,7 +124,7 @@ public final class LineEditor: Sendable {
             state.reading = true
             return true
         }
-        guard started else { return nil }
+        guard started else { return .end }
         shared.withLock { $0.accepted = nil }
         rl_callback_handler_install(prompt ?? self.prompt, acceptLine)
         defer {
@@ -116,7 +141,7 @@ public final class LineEditor: Sendable {
         while true {
             switch waitForInput(input, or: wakePipe) {
             case .failed:
-                return nil
+                return .end
             case .woken:
                 let reasons = wakePipe.drain()
                 let (texts, closed) = state.withLock { state in
@@ -124,10 +149,16 @@ public final class LineEditor: Sendable {
                     return (state.pending, state.closed)
                 }
                 if !texts.isEmpty { printAboveNow(texts) }
-                if reasons.contains(UInt8(ascii: "i")) { interrupt() }
                 if closed {
                     writeOut("\n")
-                    return nil
+                    return .end
+                }
+                if reasons.contains(UInt8(ascii: "i")) {
+                    if returnOnInterrupt {
+                        dropLine()
+                        return .interrupted
+                    }
+                    interrupt()
                 }
             case .input:
                 rl_callback_read_char()
@@ -135,10 +166,10 @@ public final class LineEditor: Sendable {
                     guard let line = accepted else {
                         // Ctrl-D: end the prompt's line.
                         writeOut("\n")
-                        return nil
+                        return .end
                     }
                     remember(line)
-                    return line
+                    return .line(line)
                 }
             }
         }
@@ -204,13 +235,18 @@ public final class LineEditor: Sendable {
     /// leave) and start a fresh prompt, as psql does.
     private func interrupt() {
         let wasEmpty = carteira_rl_end() == 0
+        dropLine()
+        if wasEmpty { writeOut(interruptReminder + "\n") }
+        rl_on_new_line()
+        rl_redisplay()
+    }
+
+    /// Forgets the line being typed and ends it on the screen with `^C`.
+    private func dropLine() {
         rl_free_line_state()
         rl_callback_sigcleanup()
         rl_replace_line("", 0)
         writeOut("^C\n")
-        if wasEmpty { writeOut(interruptReminder + "\n") }
-        rl_on_new_line()
-        rl_redisplay()
     }
 
     private func remember(_ line: String) {

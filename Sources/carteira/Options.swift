@@ -14,11 +14,14 @@ struct SharedOptions: ParsableArguments {
     @Option(name: .customLong("state-dir"), help: "Where tokens are saved (default: $CARTEIRA_HOME, else ~/.carteira).")
     var stateDirectory: String?
 
-    @Flag(help: "Print one JSON object instead of text.")
+    @Flag(help: "Print one JSON object instead of text (errors too, on standard error).")
     var json = false
 
     @Option(name: .customLong("connect-timeout"), help: "Seconds to keep trying to reach the server.")
     var connectTimeoutSeconds: Double = 5
+
+    @Option(name: .customLong("timeout"), help: "Seconds to wait for each answer before giving up (exit 3).")
+    var timeoutSeconds: Double = 10
 
     var environment: [String: String] { ProcessInfo.processInfo.environment }
 
@@ -33,22 +36,27 @@ struct SharedOptions: ParsableArguments {
         guard connectTimeoutSeconds > 0, connectTimeoutSeconds <= 3600 else {
             throw ValidationError("--connect-timeout must be more than 0 and at most 3600 seconds")
         }
+        guard timeoutSeconds > 0, timeoutSeconds <= 3600 else {
+            throw ValidationError("--timeout must be more than 0 and at most 3600 seconds")
+        }
     }
 
     func serverAddress() throws -> ServerAddress {
         if let server {
-            guard let address = ServerAddress(server) else { throw ValidationError("--server must be HOST:PORT, got \(server)") }
+            guard let address = ServerAddress(server.trimmingCharacters(in: .whitespaces)) else {
+                throw ValidationError("--server must be HOST:PORT, like 127.0.0.1:7070, got \(server)")
+            }
             return address
         }
         guard let address = ServerAddress.fromEnvironment(environment) else {
-            throw ValidationError("$CARTEIRA_SERVER must be HOST:PORT")
+            throw ValidationError("$CARTEIRA_SERVER must be HOST:PORT, like 127.0.0.1:7070")
         }
         return address
     }
 
     func machineName() throws -> MachineName {
         if let machine {
-            guard let name = MachineName(machine) else {
+            guard let name = MachineName(machine.trimmingCharacters(in: .whitespaces)) else {
                 throw ValidationError("--machine must be 1-64 of A-Z a-z 0-9 . _ -, got \(machine)")
             }
             return name
@@ -56,33 +64,41 @@ struct SharedOptions: ParsableArguments {
         return defaultMachineName(hostName: ProcessInfo.processInfo.hostName)
     }
 
-    func configuration(mayRegister: Bool) throws -> PeerSession.Configuration {
-        PeerSession.Configuration(
+    func configuration(mayRegister: Bool, catchUp: Bool = false) throws -> PeerSession.Configuration {
+        var configuration = PeerSession.Configuration(
             server: try serverAddress(), machine: try machineName(),
             tokens: TokenStore(directory: resolvedStateDirectory),
             mayRegister: mayRegister,
             connectTimeout: .milliseconds(Int64(connectTimeoutSeconds * 1000)))
+        configuration.requestTimeout = .milliseconds(Int64(timeoutSeconds * 1000))
+        configuration.catchUp = catchUp
+        return configuration
     }
 
     /// Runs `body` with a logged-in session; failures are reported (text or
     /// JSON on standard error) and become the exit status CLIENT.md gives.
+    /// `payment` names the request id of a payment the command is about to
+    /// send, so that failing to log in says it was not sent and how to retry.
     func withSession<Result: Sendable>(
-        mayRegister: Bool = false,
+        mayRegister: Bool = false, catchUp: Bool = false, payment: RequestID? = nil,
         _ body: (PeerSession) async throws -> Result
     ) async throws -> Result {
         do {
-            return try await PeerSession.withSession(try configuration(mayRegister: mayRegister)) { session in
-                try await session.loggedIn()
+            return try await PeerSession.withSession(try configuration(mayRegister: mayRegister, catchUp: catchUp)) {
+                session in
+                do {
+                    try await session.loggedIn()
+                } catch let error as ClientError where error.isReachability {
+                    guard let payment else { throw error }
+                    throw ClientError.paymentNotSent(payment, because: error.message)
+                }
                 return try await body(session)
             }
         } catch let error as ClientError {
-            Output(json: json).fail(code: error.code, message: error.message)
-            switch error {
-            case .cannotConnect, .paymentOutcomeUnknown: throw ExitCode(3)
-            default: throw ExitCode(1)
-            }
+            Output(json: json).fail(code: error.code, message: humanMessage(error))
+            throw ExitCode(error.isReachability ? 3 : 1)
         } catch let error as TokenStore.Failure {
-            Output(json: json).fail(code: "token_store", message: error.description)
+            Output(json: json).fail(code: "token_store", message: sentence(error.description))
             throw ExitCode(1)
         }
     }
@@ -92,8 +108,86 @@ struct SharedOptions: ParsableArguments {
 /// label only, so `pc1.example.org` is `pc1`).
 func defaultMachineName(hostName: String) -> MachineName {
     let label = hostName.split(separator: ".").first.map(String.init) ?? ""
-    let cleaned = String(label.map { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") ? $0 : "-" }.prefix(64))
+    let cleaned = String(
+        label.map { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") ? $0 : "-" }.prefix(64))
     if let name = MachineName(cleaned) { return name }
     guard let fallback = MachineName("peer") else { preconditionFailure("peer is a valid machine name") }
     return fallback
+}
+
+/// Capital first letter and a full stop: `balance is low` → `Balance is low.`
+func sentence(_ text: String) -> String {
+    var text = text.trimmingCharacters(in: .whitespaces)
+    guard let first = text.first else { return text }
+    text = first.uppercased() + text.dropFirst()
+    if let last = text.last, !".!?".contains(last) { text += "." }
+    return text
+}
+
+/// `text` ending in a full stop, unless it already ends a sentence.
+func fullStop(_ text: String) -> String {
+    text.last.map { ".?!".contains($0) } == true ? text : text + "."
+}
+
+/// A refusal or failure as a sentence for people; known codes get words of
+/// their own, the server's message is kept where it carries figures.
+func humanMessage(_ error: ClientError) -> String {
+    guard case let .refused(code, message) = error else { return fullStop(error.message) }
+    switch ErrorCode(rawValue: code) {
+    case .unknownKey: return "No machine has that key. Check it and try again."
+    case .expiredKey: return "That key has expired (keys rotate every few minutes). Ask the payee for a fresh one."
+    case .selfTransfer: return "That is your own key: a machine cannot pay itself."
+    case .insufficientFunds:
+        return "Not enough money: " + fullStop(message.prefix(1).lowercased() + message.dropFirst())
+    case .rateLimited: return "Too many wrong keys or tokens on this connection; wait a minute and try again."
+    case .requestIDReused:
+        return
+            "That request id was already used for a different payment (another key or amount); use a fresh --request-id."
+    case .unavailable: return "The server is unavailable (shutting down or cannot write its journal); nothing was done."
+    default: return sentence(message)
+    }
+}
+
+/// An amount as typed by a person, trimmed, with a message that says what
+/// is wrong with it.
+func parseAmount(_ raw: String) throws -> Centavos {
+    let text = raw.trimmingCharacters(in: .whitespaces)
+    if let amount = Centavos(amount: text) { return amount }
+    throw ValidationError(amountProblem(text))
+}
+
+/// Why `text` is not an amount, for people.
+func amountProblem(_ text: String) -> String {
+    let example = "like 50, 50,5 or 50,25"
+    if text.isEmpty { return "the amount is missing: write reais \(example)" }
+    if text.hasPrefix("-") {
+        return "\(text) is a negative amount: the amount must be reais greater than zero, \(example)"
+    }
+    if text.hasPrefix("+") { return "write the amount without a sign, \(example)" }
+    let separators = text.filter { $0 == "," || $0 == "." }
+    let groups = text.split(whereSeparator: { $0 == "," || $0 == "." })
+    if separators.count > 1
+        || (separators.count == 1 && groups.count == 2 && groups[1].count == 3 && groups[1].allSatisfy(\.isNumber))
+    {
+        return "no thousands separator, please: write 1234,56 rather than 1.234,56 (got \(text))"
+    }
+    if text.allSatisfy({ $0.isNumber || $0 == "," || $0 == "." }), !text.contains(where: { ("1"..."9").contains($0) }) {
+        return "the amount must be greater than zero (got \(text))"
+    }
+    if let fraction = groups.dropFirst().first, separators.count == 1, fraction.count > 2 {
+        return "centavos take at most two digits: write 12,50 (got \(text))"
+    }
+    if let whole = groups.first, whole.count > 12, whole.allSatisfy(\.isNumber) {
+        return "the amount is too large: at most 12 digits of reais (got \(text))"
+    }
+    return "the amount must be reais greater than zero, \(example) (got \(text))"
+}
+
+/// A payment key as typed or pasted, trimmed.
+func parsePaymentKey(_ raw: String) throws -> PaymentKey {
+    let text = raw.trimmingCharacters(in: .whitespaces)
+    guard let key = PaymentKey(text) else {
+        throw ValidationError("a payment key is a UUID like 7c1e9b2a-4d3f-4e8a-b1c2-d3e4f5a6b7c8, got \(text)")
+    }
+    return key
 }

@@ -18,7 +18,8 @@ enum JSON {
         case let .bool(value): return value ? "true" : "false"
         case let .array(items): return "[" + items.map(\.encoded).joined(separator: ",") + "]"
         case let .object(pairs): return JSON.fields(pairs.map { ($0.key, $0.value) }).encoded
-        case let .fields(pairs): return "{" + pairs.map { jsonQuoted($0.0) + ":" + $0.1.encoded }.joined(separator: ",") + "}"
+        case let .fields(pairs):
+            return "{" + pairs.map { jsonQuoted($0.0) + ":" + $0.1.encoded }.joined(separator: ",") + "}"
         }
     }
 }
@@ -32,10 +33,18 @@ struct Output {
         fflush(nil)
     }
 
-    /// A failure on standard error: `code: message`, or `{"error":..,"message":..}`.
-    func fail(code: String, message: String) {
-        let line = json ? JSON.object(["error": .string(code), "message": .string(message)]).encoded : "carteira: \(code): \(message)"
+    /// A failure on standard error: `carteira: message (code)`, or
+    /// `{"error":..,"message":..}` (with `"hint"` when there is one).
+    func fail(code: String, message: String, hint: String? = nil) {
+        var fields: [(String, JSON)] = [("error", .string(code)), ("message", .string(message))]
+        if let hint { fields.append(("hint", .string(hint))) }
+        let line = json ? JSON.fields(fields).encoded : "carteira: \(message) (\(code))"
         FileHandle.standardError.write(Data((line + "\n").utf8))
+    }
+
+    /// A note for people on standard error (one JSON object with `--json`).
+    func note(text: String, json object: JSON) {
+        FileHandle.standardError.write(Data(((json ? object.encoded : text) + "\n").utf8))
     }
 }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CarteiraClient
 import CarteiraCore
 import CarteiraProtocol
 import Testing
@@ -51,6 +52,65 @@ struct ArgumentTests {
         }
     }
 
+    @Test(
+        "amounts are trimmed, and each kind of bad amount is named: negative, thousands separator, zero, centavos, size"
+    )
+    func amounts() throws {
+        #expect(try parseAmount(" 12,50 ") == Centavos(1250))
+        #expect(
+            try parsePaymentKey(" 7c1e9b2a-4d3f-4e8a-b1c2-d3e4f5a6b7c8 ").text == "7c1e9b2a-4d3f-4e8a-b1c2-d3e4f5a6b7c8"
+        )
+        let cases: [(String, String)] = [
+            ("-1", "-1 is a negative amount"), ("-0,50", "negative amount"), ("1.234,56", "no thousands separator"),
+            ("1,234.56", "no thousands separator"), ("1.000", "no thousands separator"), ("0", "greater than zero"),
+            ("0,00", "greater than zero"), ("5,555", "no thousands separator"), ("5,5555", "at most two digits"),
+            ("1234567890123", "too large"), ("", "missing"), ("dez", "reais greater than zero"),
+            ("+5", "without a sign"),
+        ]
+        for (text, problem) in cases {
+            #expect(amountProblem(text).contains(problem), "\(text): \(amountProblem(text))")
+            #expect(throws: ValidationError.self) { try parseAmount(text) }
+        }
+        // `send KEY -1` is caught before ArgumentParser reads -1 as an option.
+        #expect(Carteira.negativeAmount(in: ["send", "k", "-1"])?.contains("negative amount") == true)
+        #expect(Carteira.negativeAmount(in: ["--machine", "a", "request", "-5"]) != nil)
+        #expect(Carteira.negativeAmount(in: ["send", "k", "5", "--timeout", "-1"]) == nil)
+        #expect(Carteira.negativeAmount(in: ["balance"]) == nil)
+    }
+
+    @Test("--timeout and --connect-timeout parse and are bounded; --version names the protocol")
+    func timeouts() throws {
+        let balance = try #require(try Carteira.parseAsRoot(["balance", "--timeout", "2.5"]) as? Balance)
+        #expect(balance.options.timeoutSeconds == 2.5)
+        #expect(try balance.options.configuration(mayRegister: false).requestTimeout == .milliseconds(2500))
+        let plain = try #require(try Carteira.parseAsRoot(["balance"]) as? Balance)
+        #expect(plain.options.timeoutSeconds == 10)
+        for bad in [["balance", "--timeout", "0"], ["balance", "--timeout", "4000"]] {
+            #expect(throws: (any Error).self) { try Carteira.parseAsRoot(bad) }
+        }
+        #expect(carteiraVersion.contains("protocol 1"))
+    }
+
+    @Test("refusals read as sentences; known codes get words of their own")
+    func refusalSentences() {
+        #expect(
+            humanMessage(.refused(code: "insufficient_funds", message: "balance R$ 5,00 is below R$ 6,00"))
+                == "Not enough money: balance R$ 5,00 is below R$ 6,00.")
+        #expect(humanMessage(.refused(code: "self_transfer", message: "x")).hasPrefix("That is your own key"))
+        #expect(humanMessage(.refused(code: "some_new_code", message: "the server says no")) == "The server says no.")
+        #expect(sentence("done already.") == "Done already.")
+    }
+
+    @Test("a code without a reference is paid with an id derived from the code itself, so twice is still once")
+    func derivedRequestID() throws {
+        let request = try PaymentRequest.decode(PublishedCodes.bcbStatic)
+        let first = try #require(requestID(for: request, payload: PublishedCodes.bcbStatic))
+        #expect(first.text.hasPrefix("pix-"))
+        #expect(requestID(for: request, payload: " " + PublishedCodes.bcbStatic + "\n") == first)
+        let named = try PaymentRequest.decode(PublishedCodes.withDescription)
+        #expect(requestID(for: named, payload: PublishedCodes.withDescription)?.text == "123")
+    }
+
     @Test("the default machine name is the host name's first label cleaned to the allowed characters")
     func defaultMachine() {
         #expect(defaultMachineName(hostName: "pc-1.example.org").text == "pc-1")
@@ -65,8 +125,9 @@ struct OutputTests {
     func rendering() throws {
         let push = try Push.parse("EVT|received|T000000000007|bob|5000|15000"[...]).unwrap()
         #expect(describe(push) == "Received R$ 50,00 from bob (balance R$ 150,00)")
-        #expect(pushJSON(push).encoded
-            == #"{"event":"received","tx":"T000000000007","from":"bob","amount_cents":5000,"balance_cents":15000}"#)
+        #expect(
+            pushJSON(push).encoded
+                == #"{"event":"received","tx":"T000000000007","from":"bob","amount_cents":5000,"balance_cents":15000}"#)
         #expect(JSON.object(["message": .string("a \"b\"\n\u{1}")]).encoded == #"{"message":"a \"b\"\n\u0001"}"#)
         #expect(timeLeft(until: Timestamp(milliseconds: 161_000), now: 0) == "2m 41s")
     }

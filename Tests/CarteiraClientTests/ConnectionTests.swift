@@ -23,19 +23,34 @@ struct ConnectionTests {
         let tx41 = try #require(TxID("T000000000041"))
         let cases: [(Request, String, Response)] = [
             (.ping, "PING", .pong),
-            (.register(alice), "REGISTER|alice", .registered(machine: alice, token: token, key: aliceKey, balance: Centavos(10000))),
-            (.login(alice, token: token), "LOGIN|alice|\(Fixture.token)", .loggedIn(machine: alice, key: aliceKey, balance: Centavos(10000))),
+            (
+                .register(alice), "REGISTER|alice",
+                .registered(machine: alice, token: token, key: aliceKey, balance: Centavos(10000))
+            ),
+            (
+                .login(alice, token: token), "LOGIN|alice|\(Fixture.token)",
+                .loggedIn(machine: alice, key: aliceKey, balance: Centavos(10000))
+            ),
             (.whoami, "WHOAMI", .whoami(machine: alice, key: aliceKey, balance: Centavos(10000), keyExpires: expires)),
             (.balance, "BALANCE", .balance(Centavos(10000))),
             (.key, "KEY", .key(aliceKey, expires: expires)),
             (.rotate, "ROTATE", .rotated(bobKey, expires: expires.adding(seconds: 180))),
             (.check(keyText: Fixture.bobKey), "CHECK|\(Fixture.bobKey)", .owner(bob)),
-            (.send(keyText: Fixture.bobKey, amount: Centavos(5000), requestID: RequestID("pay-1")),
-             "SEND|\(Fixture.bobKey)|50,00|pay-1", .sent(tx: tx42, balance: Centavos(5000), again: false)),
-            (.history(limit: 2), "HISTORY|2", .history([
-                HistoryEntry(tx: tx42, at: Timestamp(milliseconds: 1_789_000_000_000), from: alice, to: bob, amount: Centavos(5000)),
-                HistoryEntry(tx: tx41, at: Timestamp(milliseconds: 1_788_000_000_000), from: bob, to: alice, amount: Centavos(2500)),
-            ])),
+            (
+                .send(keyText: Fixture.bobKey, amount: Centavos(5000), requestID: RequestID("pay-1")),
+                "SEND|\(Fixture.bobKey)|50,00|pay-1", .sent(tx: tx42, balance: Centavos(5000), again: false)
+            ),
+            (
+                .history(limit: 2), "HISTORY|2",
+                .history([
+                    HistoryEntry(
+                        tx: tx42, at: Timestamp(milliseconds: 1_789_000_000_000), from: alice, to: bob,
+                        amount: Centavos(5000)),
+                    HistoryEntry(
+                        tx: tx41, at: Timestamp(milliseconds: 1_788_000_000_000), from: bob, to: alice,
+                        amount: Centavos(2500)),
+                ])
+            ),
             (.quit, "QUIT", .bye),
         ]
         try await FakeServer.with(Fixture.wellBehaved) { server throws in
@@ -144,9 +159,12 @@ struct ConnectionTests {
             default: .reply("OK\n")
             }
         }
-        for (request, closes) in [(Request.balance, false), (.key, false), (.history(limit: 20), true), (.whoami, true)] {
+        for (request, closes) in [
+            (Request.balance, false), (.key, false), (.history(limit: 20), true), (.whoami, true),
+        ] {
             try await FakeServer.with(script) { server throws in
-                try await CarteiraConnection.withConnection(to: address(server), timeout: timeout) { connection throws in
+                try await CarteiraConnection.withConnection(to: address(server), timeout: timeout) {
+                    connection throws in
                     let error = await #expect(throws: ClientError.self) { try await connection.perform(request) }
                     guard case .protocolViolation = error else {
                         Issue.record("expected protocolViolation for \(request.name), got \(String(describing: error))")
@@ -170,10 +188,13 @@ struct ConnectionTests {
 
     @Test("connecting to a port nobody listens on fails with cannotConnect")
     func cannotConnect() async throws {
-        let port = try await FakeServer.with(Fixture.wellBehaved) { $0.port }
+        let refusing = try RefusingPort()
+        defer { withExtendedLifetime(refusing) {} }
+        let port = refusing.port
         let started = ContinuousClock.now
         await #expect {
-            try await CarteiraConnection.connect(to: ServerAddress(host: "127.0.0.1", port: port), timeout: .milliseconds(300))
+            try await CarteiraConnection.connect(
+                to: ServerAddress(host: "127.0.0.1", port: port), timeout: .milliseconds(300))
         } throws: { error in
             guard case .cannotConnect = error as? ClientError else { return false }
             return true

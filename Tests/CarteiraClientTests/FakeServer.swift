@@ -4,6 +4,10 @@ import NIOExtras
 import NIOPosix
 import Synchronization
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// A scripted stand-in for the server on 127.0.0.1, port 0: every line a
 /// client writes goes to `script`, whose action says what to write back.
 final class FakeServer: Sendable {
@@ -12,6 +16,10 @@ final class FakeServer: Sendable {
         case reply(String)
         /// Close the connection without answering.
         case close
+        /// Write this text, then close the connection.
+        case replyThenClose(String)
+        /// Read the line and never answer it (a server that hangs).
+        case ignore
     }
 
     /// `line` without its ending; `connection` counts accepted connections from 1.
@@ -20,6 +28,7 @@ final class FakeServer: Sendable {
     let port: Int
     private let received = Mutex<[(connection: Int, line: String)]>([])
     private let accepted = Mutex(0)
+    private let ended = Mutex(0)
 
     private init(port: Int) {
         self.port = port
@@ -28,6 +37,8 @@ final class FakeServer: Sendable {
     /// Every line received so far, in order, with its connection number.
     var lines: [(connection: Int, line: String)] { received.withLock { $0 } }
     var connections: Int { accepted.withLock { $0 } }
+    /// Connections that ended, by either side.
+    var closedConnections: Int { ended.withLock { $0 } }
 
     static func with<Result: Sendable>(
         _ script: @escaping Script,
@@ -72,9 +83,14 @@ final class FakeServer: Sendable {
                 switch script(line, number) {
                 case let .reply(text): try await outbound.write(ByteBuffer(string: text))
                 case .close: return
+                case let .replyThenClose(text):
+                    try await outbound.write(ByteBuffer(string: text))
+                    return
+                case .ignore: continue
                 }
             }
         }
+        ended.withLock { $0 += 1 }
     }
 }
 
@@ -96,10 +112,12 @@ enum Fixture {
         case "BALANCE": return "OK|10000\n"
         case "KEY": return "OK|\(aliceKey)|\(expires)\n"
         case "ROTATE": return "OK|\(bobKey)|\(expires + 180_000)\n"
-        case "CHECK": return fields.count > 1 && fields[1] == Substring(bobKey) ? "OK|bob\n" : "ERR|unknown_key|no such key\n"
+        case "CHECK":
+            return fields.count > 1 && fields[1] == Substring(bobKey) ? "OK|bob\n" : "ERR|unknown_key|no such key\n"
         case "SEND": return "OK|T000000000042|5000\n"
         case "HISTORY":
-            return "OK|2\nTX|T000000000042|1789000000000|alice|bob|5000\nTX|T000000000041|1788000000000|bob|alice|2500\n"
+            return
+                "OK|2\nTX|T000000000042|1789000000000|alice|bob|5000\nTX|T000000000041|1788000000000|bob|alice|2500\n"
         case "QUIT": return "OK|BYE\n"
         default: return nil
         }
@@ -107,3 +125,31 @@ enum Fixture {
 
     static let wellBehaved: FakeServer.Script = { line, _ in .reply(answer(line) ?? "ERR|unknown_command|what?\n") }
 }
+
+/// A port on 127.0.0.1 that refuses connections for as long as this lives:
+/// bound but never listening, so no other test's server can take it
+/// meanwhile (a port freed by closing a listener can be handed out again).
+final class RefusingPort {
+    let port: Int
+    private let descriptor: Int32
+
+    init() throws {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        self.descriptor = descriptor
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0
+            }
+        }
+        guard bound else { throw RefusingPortError() }
+        port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    deinit { close(descriptor) }
+}
+
+struct RefusingPortError: Error {}

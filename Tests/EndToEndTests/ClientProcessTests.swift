@@ -101,8 +101,10 @@ struct ClientProcessTests {
 
         let watcher = try ChildProcess(
             "carteira",
-            ["--server", "127.0.0.1:\(server.port)", "--state-dir", directory + "/state", "--machine", "bob",
-             "watch", "--json"])
+            [
+                "--server", "127.0.0.1:\(server.port)", "--state-dir", directory + "/state", "--machine", "bob",
+                "watch", "--json",
+            ])
         // The watcher is logged in once its session shows up on the server;
         // until then, a payment's push could be missed, so pay until one arrives.
         var round = 0

@@ -49,7 +49,9 @@ final class ChildProcess: Sendable {
         throws
     {
         process = Process()
-        process.executableURL = productsDirectory.appendingPathComponent(program)
+        // A program of the package by name, or any program by absolute path.
+        process.executableURL =
+            program.hasPrefix("/") ? URL(fileURLWithPath: program) : productsDirectory.appendingPathComponent(program)
         process.arguments = arguments
         var merged = ProcessInfo.processInfo.environment
         for (key, value) in environment { merged[key] = value }
@@ -100,15 +102,15 @@ final class ServerProcess: Sendable {
     let child: ChildProcess
     let port: Int
 
-    init(journal: String, extra: [String] = ["--no-console"]) async throws {
-        child = try ChildProcess("carteira-server", ["--port", "0", "--journal", journal] + extra)
+    init(journal: String, port: Int = 0, extra: [String] = ["--no-console"]) async throws {
+        child = try ChildProcess("carteira-server", ["--port", String(port), "--journal", journal] + extra)
         let started = await child.waitForOutput { $0.contains("listening on") }
         try #require(started, "server did not start: \(child.errors.text)")
         let text = child.output.text
         let portText = try #require(
             text.split(separator: "\n").first { $0.contains("listening on") }?
                 .split(separator: ":").dropFirst().first?.split(separator: " ").first)
-        port = try #require(Int(portText))
+        self.port = try #require(Int(portText))
     }
 
     /// SIGTERM, then the exit status.

@@ -97,6 +97,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// The peer closed its side: answer the complete lines read, then close.
     private var inputClosed = false
     private var closing = false
+    /// A task will cut the lines read so far.
+    private var linesScheduled = false
     private var stuckTimer: Scheduled<Void>?
 
     init(core: ServerCore, release: LoopRelease) {
@@ -182,11 +184,22 @@ final class ConnectionHandler: ChannelDuplexHandler {
         } else {
             inbound = bytes
         }
-        processLines()
     }
 
+    /// The lines of a read are handled in a task of this loop, after the
+    /// loop's I/O events: when the peer reset the connection, NIO first hands
+    /// over the bytes still unread and only then closes, and those lines must
+    /// not be carried out (the peer gave up on them: CLIENT.md, timeouts).
     func channelReadComplete(context: ChannelHandlerContext) {
-        flush()
+        if inbound != nil, !linesScheduled {
+            linesScheduled = true
+            context.eventLoop.assumeIsolated().execute { [self] in
+                linesScheduled = false
+                guard !closing else { return }
+                processLines()
+                flush()
+            }
+        }
         context.fireChannelReadComplete()
     }
 

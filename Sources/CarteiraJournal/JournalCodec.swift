@@ -36,7 +36,7 @@ public enum JournalCodec {
         }
         let event = try bytes.withUnsafeBufferPointer { (line) throws(JournalFormatError) -> Event in
             try previous.withUnsafeBufferPointer { (previous) throws(JournalFormatError) -> Event in
-                try decodeLine(line, previousHash: previous)
+                try JournalCodec.event(decodeLine(line, previousHash: previous))
             }
         }
         return (event, String(decoding: bytes.suffix(hashLength), as: UTF8.self))
@@ -88,22 +88,42 @@ public enum JournalCodec {
     static let hashSuffixLength = 6 + hashLength
 
     /// Decodes `line` (without its `"\n"`) and checks its hash against
-    /// `previousHash` (64 hex bytes). The line's own hash is its last 64 bytes.
+    /// `previousHash` (64 hex bytes). The line's own hash is its last 64
+    /// bytes. The event's names and ids point into `line`.
     static func decodeLine(
         _ line: UnsafeBufferPointer<UInt8>, previousHash: UnsafeBufferPointer<UInt8>
-    ) throws(JournalFormatError) -> Event {
-        let textCount = line.count - hashSuffixLength
-        guard textCount > 0, matches(line, at: textCount, " hash=") else {
-            throw JournalFormatError("the line does not end with hash=<64 hex>")
+    ) throws(JournalFormatError) -> EventBytes {
+        if let failure = checkChain(line, previousHash: previousHash) { throw JournalFormatError(failure.reason) }
+        return try decodeFields(UnsafeBufferPointer(rebasing: line[0..<(line.count - hashSuffixLength)]))
+    }
+
+    /// Why a line fails the first two checks of replay, in their order: the
+    /// ` hash=<64 hex>` suffix, then the hash chain.
+    enum ChainFailure: Sendable, Hashable {
+        case suffix
+        case hash
+
+        var reason: String {
+            switch self {
+            case .suffix: "the line does not end with hash=<64 hex>"
+            case .hash: "hash does not match: the line or one before it was changed"
+            }
         }
+    }
+
+    /// Checks the suffix form and the hash of `line` (without its `"\n"`)
+    /// against `previousHash`. Depends on nothing but the two, so lines can
+    /// be checked on any thread, ahead of decoding.
+    static func checkChain(_ line: UnsafeBufferPointer<UInt8>, previousHash: UnsafeBufferPointer<UInt8>)
+        -> ChainFailure?
+    {
+        let textCount = line.count - hashSuffixLength
+        guard textCount > 0, matches(line, at: textCount, " hash=") else { return .suffix }
         for index in (textCount + 6)..<line.count where !isLowerHexDigit(line[index]) {
-            throw JournalFormatError("the line does not end with hash=<64 hex>")
+            return .suffix
         }
         let text = UnsafeBufferPointer(rebasing: line[0..<textCount])
-        guard hashMatches(line, previousHash: previousHash, text: text) else {
-            throw JournalFormatError("hash does not match: the line or one before it was changed")
-        }
-        return try decodeFields(text)
+        return hashMatches(line, previousHash: previousHash, text: text) ? nil : .hash
     }
 
     private static func hashMatches(
@@ -124,32 +144,19 @@ public enum JournalCodec {
         }
     }
 
-    private static func decodeFields(_ text: UnsafeBufferPointer<UInt8>) throws(JournalFormatError) -> Event {
+    /// Decodes the fields byte by byte: numbers and times are decoded, names
+    /// and ids are checked and left as slices of `text`.
+    static func decodeFields(_ text: UnsafeBufferPointer<UInt8>) throws(JournalFormatError) -> EventBytes {
         var fields = FieldCursor(bytes: text)
         guard let seq = canonicalInteger(try fields.next("seq")) else {
             throw JournalFormatError("seq is not a canonical non-negative integer")
         }
         let at = try fields.timestamp("at")
         let type = try fields.next("type")
-        let kind: Event.Kind
-        if equals(type, "genesis") {
-            let format = try fields.next("format")
-            guard equals(format, formatVersion) else {
-                throw JournalFormatError("unsupported format \(string(format))")
-            }
-            kind = .genesis
-        } else if equals(type, "registered") {
-            let machine = try fields.machine("machine")
-            let key = try fields.key("key")
-            let expires = try fields.timestamp("expires")
-            guard let token = TokenDigest(string(try fields.next("token"))) else {
-                throw JournalFormatError("token is not 64 lower-case hex digits")
-            }
-            let balance = try fields.centavos("balance")
-            kind = .registered(
-                Event.Registration(machine: machine, key: key, expires: expires, tokenDigest: token, balance: balance))
-        } else if equals(type, "transfer") {
-            guard let tx = TxID(string(try fields.next("tx"))) else {
+        let kind: EventBytes.Kind
+        if equals(type, "transfer") {
+            let tx = try fields.next("tx")
+            guard tx.count <= 40, tx.allSatisfy({ isAlphanumeric($0) || $0 == hyphen }) else {
                 throw JournalFormatError("tx is not a transfer id")
             }
             let from = try fields.machine("from")
@@ -157,26 +164,75 @@ public enum JournalCodec {
             let key = try fields.key("key")
             let amount = try fields.centavos("amount")
             let req = try fields.next("req")
-            var requestID: RequestID?
+            var requestID: UnsafeBufferPointer<UInt8>?
             if !equals(req, "-") {
-                guard let id = RequestID(string(req)) else { throw JournalFormatError("req is not a request id") }
-                requestID = id
+                guard req.count <= 64, req.allSatisfy({ isAlphanumeric($0) || $0 == hyphen || $0 == underscore })
+                else { throw JournalFormatError("req is not a request id") }
+                requestID = req
             }
-            kind = .transfer(
-                Event.Transfer(tx: tx, from: from, to: to, key: key, amount: amount, requestID: requestID))
+            kind = .transfer(tx: tx, from: from, to: to, key: key, amount: amount, requestID: requestID)
+        } else if equals(type, "registered") {
+            let machine = try fields.machine("machine")
+            let key = try fields.key("key")
+            let expires = try fields.timestamp("expires")
+            guard let token = DigestBits(try fields.next("token")) else {
+                throw JournalFormatError("token is not 64 lower-case hex digits")
+            }
+            let balance = try fields.centavos("balance")
+            kind = .registered(machine: machine, key: key, expires: expires, tokenDigest: token, balance: balance)
         } else if equals(type, "key_rotated") {
             let machine = try fields.machine("machine")
             let key = try fields.key("key")
             let expires = try fields.timestamp("expires")
-            guard let reason = KeyRotationReason(rawValue: string(try fields.next("reason"))) else {
+            let reasonText = try fields.next("reason")
+            guard let reason = KeyRotationReason.allCases.first(where: { equals(reasonText, $0.rawValue) }) else {
                 throw JournalFormatError("reason is not expired, request or admin")
             }
-            kind = .keyRotated(Event.KeyRotation(machine: machine, key: key, expires: expires, reason: reason))
+            kind = .keyRotated(machine: machine, key: key, expires: expires, reason: reason)
+        } else if equals(type, "genesis") {
+            let format = try fields.next("format")
+            guard equals(format, formatVersion) else {
+                throw JournalFormatError("unsupported format \(string(format))")
+            }
+            kind = .genesis
         } else {
             throw JournalFormatError("unknown type \(string(type))")
         }
         try fields.finish()
-        return Event(seq: seq, at: at, kind: kind)
+        return EventBytes(seq: seq, at: at, kind: kind)
+    }
+
+    /// The `Event` a decoded line holds, for callers outside replay.
+    static func event(_ bytes: EventBytes) throws(JournalFormatError) -> Event {
+        func value<T>(_ made: T?, _ what: String) throws(JournalFormatError) -> T {
+            guard let made else { throw JournalFormatError("\(what) does not decode") }
+            return made
+        }
+        let kind: Event.Kind
+        switch bytes.kind {
+        case .genesis:
+            kind = .genesis
+        case let .registered(machine, key, expires, tokenDigest, balance):
+            kind = .registered(
+                Event.Registration(
+                    machine: try value(MachineName(string(machine)), "machine"), key: key.paymentKey,
+                    expires: Timestamp(milliseconds: expires), tokenDigest: tokenDigest.tokenDigest,
+                    balance: Centavos(balance)))
+        case let .transfer(tx, from, to, key, amount, requestID):
+            var request: RequestID?
+            if let requestID { request = try value(RequestID(string(requestID)), "req") }
+            kind = .transfer(
+                Event.Transfer(
+                    tx: try value(TxID(string(tx)), "tx"), from: try value(MachineName(string(from)), "from"),
+                    to: try value(MachineName(string(to)), "to"), key: key.paymentKey, amount: Centavos(amount),
+                    requestID: request))
+        case let .keyRotated(machine, key, expires, reason):
+            kind = .keyRotated(
+                Event.KeyRotation(
+                    machine: try value(MachineName(string(machine)), "machine"), key: key.paymentKey,
+                    expires: Timestamp(milliseconds: expires), reason: reason))
+        }
+        return Event(seq: bytes.seq, at: Timestamp(milliseconds: bytes.at), kind: kind)
     }
 }
 
@@ -215,34 +271,35 @@ private struct FieldCursor {
         guard position == bytes.count else { throw JournalFormatError("unexpected text after the last field") }
     }
 
-    mutating func timestamp(_ name: StaticString) throws(JournalFormatError) -> Timestamp {
-        guard let value = Timestamp(iso8601: string(try next(name))) else {
+    mutating func timestamp(_ name: StaticString) throws(JournalFormatError) -> Int64 {
+        guard let value = Timestamp(iso8601Bytes: try next(name)) else {
             throw JournalFormatError("\(name) is not a UTC time with milliseconds")
         }
+        return value.milliseconds
+    }
+
+    /// 1-64 of `A-Z a-z 0-9 . _ -`, as `MachineName` accepts.
+    mutating func machine(_ name: StaticString) throws(JournalFormatError) -> UnsafeBufferPointer<UInt8> {
+        let value = try next(name)
+        guard value.count <= 64,
+            value.allSatisfy({ isAlphanumeric($0) || $0 == UInt8(ascii: ".") || $0 == underscore || $0 == hyphen })
+        else { throw JournalFormatError("\(name) is not a machine name") }
         return value
     }
 
-    mutating func machine(_ name: StaticString) throws(JournalFormatError) -> MachineName {
-        guard let value = MachineName(string(try next(name))) else {
-            throw JournalFormatError("\(name) is not a machine name")
+    mutating func key(_ name: StaticString) throws(JournalFormatError) -> KeyBits {
+        // The journal only ever holds lower case.
+        guard let value = KeyBits(try next(name), foldingCase: false) else {
+            throw JournalFormatError("\(name) is not a lower-case UUID v4")
         }
         return value
     }
 
-    mutating func key(_ name: StaticString) throws(JournalFormatError) -> PaymentKey {
-        let text = try next(name)
-        // PaymentKey folds upper case; the journal only ever holds lower case.
-        guard !text.contains(where: { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }),
-            let value = PaymentKey(string(text))
-        else { throw JournalFormatError("\(name) is not a lower-case UUID v4") }
-        return value
-    }
-
-    mutating func centavos(_ name: StaticString) throws(JournalFormatError) -> Centavos {
+    mutating func centavos(_ name: StaticString) throws(JournalFormatError) -> Int64 {
         guard let value = canonicalInteger(try next(name)) else {
             throw JournalFormatError("\(name) is not a canonical non-negative integer")
         }
-        return Centavos(value)
+        return value
     }
 }
 
@@ -250,11 +307,19 @@ private let space = UInt8(ascii: " ")
 private let equalsSign = UInt8(ascii: "=")
 private let bar = UInt8(ascii: "|")
 private let quote = UInt8(ascii: "\"")
+private let hyphen = UInt8(ascii: "-")
+private let underscore = UInt8(ascii: "_")
 let newline = UInt8(ascii: "\n")
 
 @inline(__always)
 func hexDigit(_ nibble: UInt8) -> UInt8 {
     nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10
+}
+
+@inline(__always)
+private func isAlphanumeric(_ byte: UInt8) -> Bool {
+    (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
+        || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"))
 }
 
 func isLowerHexDigit(_ byte: UInt8) -> Bool {

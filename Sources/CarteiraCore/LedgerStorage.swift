@@ -1,0 +1,271 @@
+/// The compact pieces the ledger keeps its state in: fixed-size records
+/// indexed by dense `UInt32` ids, names and request ids in byte arenas, so a
+/// transfer costs tens of bytes and replay makes no `String` per field.
+
+/// The 128 bits of a payment key's UUID.
+package struct KeyBits: Sendable, Hashable {
+    package var high: UInt64
+    package var low: UInt64
+
+    /// Parses the `8-4-4-4-12` UUID v4 form `PaymentKey` accepts. With
+    /// `foldingCase`, upper-case hex digits count as lower case (a key a
+    /// client pasted); without, only lower case is accepted (the journal).
+    package init?(_ bytes: UnsafeBufferPointer<UInt8>, foldingCase: Bool) {
+        guard bytes.count == 36 else { return nil }
+        var high: UInt64 = 0
+        var low: UInt64 = 0
+        var nibbles = 0
+        for index in 0..<36 {
+            var byte = bytes[index]
+            switch index {
+            case 8, 13, 18, 23:
+                guard byte == UInt8(ascii: "-") else { return nil }
+                continue
+            default:
+                break
+            }
+            if foldingCase, byte >= UInt8(ascii: "A"), byte <= UInt8(ascii: "F") { byte += 0x20 }
+            let nibble: UInt8
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): nibble = byte - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): nibble = byte - UInt8(ascii: "a") + 10
+            default: return nil
+            }
+            if index == 14, nibble != 4 { return nil }
+            if index == 19, nibble < 8 || nibble > 0xB { return nil }
+            if nibbles < 16 {
+                high = high << 4 | UInt64(nibble)
+            } else {
+                low = low << 4 | UInt64(nibble)
+            }
+            nibbles += 1
+        }
+        self.high = high
+        self.low = low
+    }
+
+    package init(_ key: PaymentKey) {
+        var text = key.text
+        let bits = text.withUTF8 { KeyBits($0, foldingCase: false) }
+        guard let bits else { preconditionFailure("a PaymentKey holds a lower-case UUID v4") }
+        self = bits
+    }
+
+    /// The key as `PaymentKey` writes it.
+    package var paymentKey: PaymentKey {
+        var bytes = [UInt8](repeating: UInt8(ascii: "-"), count: 36)
+        var position = 0
+        for nibbleIndex in 0..<32 {
+            if position == 8 || position == 13 || position == 18 || position == 23 { position += 1 }
+            let word = nibbleIndex < 16 ? high : low
+            let shift = UInt64(60 - 4 * (nibbleIndex % 16))
+            bytes[position] = hexByte(UInt8(truncatingIfNeeded: word >> shift) & 0x0F)
+            position += 1
+        }
+        guard let key = PaymentKey(String(decoding: bytes, as: UTF8.self)) else {
+            preconditionFailure("bits parsed from a UUID v4 format back to one")
+        }
+        return key
+    }
+}
+
+/// A token digest's 32 bytes.
+package struct DigestBits: Sendable, Hashable {
+    package var words: (UInt64, UInt64, UInt64, UInt64)
+
+    /// Parses 64 lower-case hex digits.
+    package init?(_ bytes: UnsafeBufferPointer<UInt8>) {
+        guard bytes.count == 64 else { return nil }
+        var words: [UInt64] = [0, 0, 0, 0]
+        for index in 0..<64 {
+            let byte = bytes[index]
+            let nibble: UInt8
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): nibble = byte - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): nibble = byte - UInt8(ascii: "a") + 10
+            default: return nil
+            }
+            words[index / 16] = words[index / 16] << 4 | UInt64(nibble)
+        }
+        self.words = (words[0], words[1], words[2], words[3])
+    }
+
+    package init(_ digest: TokenDigest) {
+        var text = digest.text
+        let bits = text.withUTF8 { DigestBits($0) }
+        guard let bits else { preconditionFailure("a TokenDigest holds 64 lower-case hex digits") }
+        self = bits
+    }
+
+    package var tokenDigest: TokenDigest {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(64)
+        for word in [words.0, words.1, words.2, words.3] {
+            for nibble in stride(from: 60, through: 0, by: -4) {
+                bytes.append(hexByte(UInt8(truncatingIfNeeded: word >> UInt64(nibble)) & 0x0F))
+            }
+        }
+        guard let digest = TokenDigest(String(decoding: bytes, as: UTF8.self)) else {
+            preconditionFailure("64 hex digits are a digest")
+        }
+        return digest
+    }
+
+    package static func == (lhs: DigestBits, rhs: DigestBits) -> Bool {
+        lhs.words == rhs.words
+    }
+
+    package func hash(into hasher: inout Hasher) {
+        hasher.combine(words.0)
+        hasher.combine(words.1)
+        hasher.combine(words.2)
+        hasher.combine(words.3)
+    }
+}
+
+@inline(__always)
+private func hexByte(_ nibble: UInt8) -> UInt8 {
+    nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10
+}
+
+/// Byte strings stored back to back in one arena, each with a `UInt32`
+/// value, found again by their bytes through an open-addressing table: a
+/// map from names (or request ids) to dense indices with no `String` and
+/// one arena instead of one allocation per entry.
+///
+/// The hash is Swift's per-process seeded `Hasher`, so a client choosing
+/// request ids cannot force collisions; `seed` lets one table hold entries
+/// of several owners (a request id is only unique per machine).
+struct ByteTable: Sendable, Hashable {
+    private var bytes: [UInt8] = []
+    /// Entry `i` is `bytes[starts[i]..<starts[i + 1]]`.
+    private var starts: [UInt32] = [0]
+    private(set) var values: [UInt32] = []
+    /// The full hash of each entry, so growing never needs the seeds again.
+    private var hashes: [UInt32] = []
+    /// Entry index + 1 at each slot; 0 is empty. A power of two, at most
+    /// half full.
+    private var slots: [UInt32] = Array(repeating: 0, count: 16)
+
+    var count: Int { values.count }
+
+    static func hash(_ key: UnsafeRawBufferPointer, seed: UInt32) -> UInt32 {
+        var hasher = Hasher()
+        hasher.combine(seed)
+        hasher.combine(bytes: key)
+        return UInt32(truncatingIfNeeded: hasher.finalize())
+    }
+
+    /// The value of the first entry with these bytes and hash for which
+    /// `matches(value)` holds.
+    func find(
+        _ key: UnsafeRawBufferPointer, hash: UInt32, where matches: (UInt32) -> Bool = { _ in true }
+    ) -> UInt32? {
+        let mask = slots.count - 1
+        var slot = Int(hash) & mask
+        while true {
+            let stored = slots[slot]
+            if stored == 0 { return nil }
+            let entry = Int(stored - 1)
+            if hashes[entry] == hash, entryEquals(entry, key), matches(values[entry]) { return values[entry] }
+            slot = (slot + 1) & mask
+        }
+    }
+
+    /// Adds an entry; the caller has checked it is not there yet.
+    mutating func insert(_ key: UnsafeRawBufferPointer, hash: UInt32, value: UInt32) {
+        precondition(bytes.count + key.count < Int(UInt32.max), "the byte table outgrew 4 GiB")
+        if (values.count + 1) * 2 > slots.count { grow() }
+        let entry = values.count
+        bytes.append(contentsOf: key)
+        starts.append(UInt32(bytes.count))
+        values.append(value)
+        hashes.append(hash)
+        place(entry: entry)
+    }
+
+    /// The bytes of entry `index`.
+    func withEntry<R>(_ index: Int, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+        let start = Int(starts[index])
+        let end = Int(starts[index + 1])
+        return bytes.withUnsafeBufferPointer { body(UnsafeBufferPointer(rebasing: $0[start..<end])) }
+    }
+
+    func string(_ index: Int) -> String {
+        withEntry(index) { String(decoding: $0, as: UTF8.self) }
+    }
+
+    private func entryEquals(_ entry: Int, _ key: UnsafeRawBufferPointer) -> Bool {
+        let start = Int(starts[entry])
+        let count = Int(starts[entry + 1]) - start
+        guard count == key.count else { return false }
+        return bytes.withUnsafeBytes { arena in
+            for index in 0..<count where arena[start + index] != key[index] { return false }
+            return true
+        }
+    }
+
+    private mutating func place(entry: Int) {
+        let mask = slots.count - 1
+        var slot = Int(hashes[entry]) & mask
+        while slots[slot] != 0 { slot = (slot + 1) & mask }
+        slots[slot] = UInt32(entry + 1)
+    }
+
+    private mutating func grow() {
+        slots = Array(repeating: 0, count: slots.count * 2)
+        for entry in 0..<values.count { place(entry: entry) }
+    }
+
+    static func == (lhs: ByteTable, rhs: ByteTable) -> Bool {
+        lhs.bytes == rhs.bytes && lhs.starts == rhs.starts && lhs.values == rhs.values
+    }
+
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(bytes)
+        hasher.combine(values)
+    }
+}
+
+/// One machine, by its dense index.
+struct MachineSlot: Sendable, Hashable {
+    var name: MachineName
+    /// Index of its current key in `Ledger.keySlots`.
+    var key: UInt32
+    var keyExpires: Int64
+    var tokenDigest: DigestBits
+    var balance: Int64
+    var registeredAt: Int64
+    /// `Int64.min` when it has had no transfer.
+    var lastTransferAt: Int64
+    /// Indices into the ledger's transfers, oldest first.
+    var transfers: [Int32]
+}
+
+/// One key ever issued.
+struct KeySlot: Sendable, Hashable {
+    var bits: KeyBits
+    var owner: UInt32
+    var expires: Int64
+    /// When it stopped being current; `Int64.max` while it is.
+    var replacedAt: Int64
+
+    /// The moment the key stopped (or will stop) being current: its expiry,
+    /// or the rotation if that came earlier.
+    var stoppedAt: Int64 { min(replacedAt, expires) }
+}
+
+/// One transfer in 40 bytes. Its tx is `TxID(seq:)`, so it is not stored.
+struct TransferSlot: Sendable, Hashable {
+    var seq: Int64
+    var at: Int64
+    var amount: Int64
+    var from: UInt32
+    var to: UInt32
+    /// Index of the payee key the payer used in `Ledger.keySlots`.
+    var key: UInt32
+    /// Entry in `Ledger.requests`, or `TransferSlot.noRequest`.
+    var request: UInt32
+
+    static let noRequest = UInt32.max
+}

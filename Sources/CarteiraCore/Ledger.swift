@@ -41,8 +41,9 @@ public struct MachineRecord: Sendable, Hashable {
     public var balance: Centavos
     public var registeredAt: Timestamp
     public var lastTransferAt: Timestamp?
-    /// Indices into `Ledger.transfers`, oldest first.
-    public var transferIndices: [Int32]
+    /// How many transfers it paid or received (`Ledger.history(of:limit:)`
+    /// lists them).
+    public var transferCount: Int
 }
 
 /// An accepted transfer with where it stands in the journal.
@@ -283,7 +284,7 @@ public struct Ledger: Sendable {
             machineSlots.append(
                 MachineSlot(
                     name: name, key: keyIndex, keyExpires: expires, tokenDigest: tokenDigest, balance: balance,
-                    registeredAt: event.at, lastTransferAt: Int64.min, transfers: []))
+                    registeredAt: event.at, lastTransferAt: Int64.min, newestTransfer: -1, transferCount: 0))
             machinesByName.insert(UnsafeRawBufferPointer(machine), hash: nameHash, value: index)
             noteExpiry(expires)
 
@@ -335,12 +336,12 @@ public struct Ledger: Sendable {
                 request = UInt32(transfersByRequest.count)
                 transfersByRequest.insert(UnsafeRawBufferPointer(requestID), hash: requestHash, value: index)
             }
+            let previousOfPayer = machineSlots[Int(sender)].record(transfer: index, at: event.at, balance: senderAfter)
+            let previousOfPayee = machineSlots[Int(payee)].record(transfer: index, at: event.at, balance: payeeAfter)
             transferSlots.append(
                 TransferSlot(
                     seq: event.seq, at: event.at, amount: amount, from: sender, to: payee, key: keyIndex,
-                    request: request))
-            machineSlots[Int(sender)].record(transfer: index, at: event.at, balance: senderAfter)
-            machineSlots[Int(payee)].record(transfer: index, at: event.at, balance: payeeAfter)
+                    request: request, previousOfPayer: previousOfPayer, previousOfPayee: previousOfPayee))
 
         case let .keyRotated(machine, key, expires, _):
             guard lastSeq >= 0 else { throw LedgerViolation("event before the genesis line") }
@@ -423,7 +424,7 @@ public struct Ledger: Sendable {
             keyExpires: Timestamp(milliseconds: slot.keyExpires), tokenDigest: slot.tokenDigest.tokenDigest,
             balance: Centavos(slot.balance), registeredAt: Timestamp(milliseconds: slot.registeredAt),
             lastTransferAt: slot.lastTransferAt == Int64.min ? nil : Timestamp(milliseconds: slot.lastTransferAt),
-            transferIndices: slot.transfers)
+            transferCount: Int(slot.transferCount))
     }
 
     fileprivate func machineRecord(named name: MachineName) -> MachineRecord? {
@@ -472,10 +473,14 @@ public struct Ledger: Sendable {
 
     /// A machine's transfers, newest first, at most `limit`.
     public func history(of name: MachineName, limit: Int) -> [TransferRecord] {
-        guard let index = machineIndex(of: name) else { return [] }
-        return machineSlots[Int(index)].transfers.suffix(max(0, limit)).reversed().map {
-            transferRecord(at: Int($0))
+        guard let machine = machineIndex(of: name) else { return [] }
+        var records: [TransferRecord] = []
+        var next = machineSlots[Int(machine)].newestTransfer
+        while next >= 0 && records.count < limit {
+            records.append(transferRecord(at: Int(next)))
+            next = transferSlots[Int(next)].previous(of: machine)
         }
+        return records
     }
 
     /// Every transfer, newest first, at most `limit`.
@@ -514,10 +519,13 @@ public struct Ledger: Sendable {
 }
 
 extension MachineSlot {
-    mutating func record(transfer index: UInt32, at time: Int64, balance: Int64) {
+    /// Records its transfer `index`; returns its transfer before.
+    mutating func record(transfer index: UInt32, at time: Int64, balance: Int64) -> Int32 {
         self.balance = balance
         lastTransferAt = time
-        transfers.append(Int32(index))
+        transferCount += 1
+        defer { newestTransfer = Int32(index) }
+        return newestTransfer
     }
 }
 

@@ -11,37 +11,35 @@ package struct KeyBits: Sendable, Hashable {
     /// `foldingCase`, upper-case hex digits count as lower case (a key a
     /// client pasted); without, only lower case is accepted (the journal).
     package init?(_ bytes: UnsafeBufferPointer<UInt8>, foldingCase: Bool) {
-        guard bytes.count == 36 else { return nil }
-        var high: UInt64 = 0
-        var low: UInt64 = 0
-        var nibbles = 0
-        for index in 0..<36 {
-            var byte = bytes[index]
-            switch index {
-            case 8, 13, 18, 23:
-                guard byte == UInt8(ascii: "-") else { return nil }
-                continue
-            default:
-                break
+        guard bytes.count == 36, bytes[8] == hyphen, bytes[13] == hyphen, bytes[18] == hyphen, bytes[23] == hyphen,
+            bytes[14] == UInt8(ascii: "4")
+        else { return nil }
+        let variant = bytes[19] | (foldingCase ? 0x20 : 0)
+        guard variant == UInt8(ascii: "8") || variant == UInt8(ascii: "9") || variant == UInt8(ascii: "a")
+            || variant == UInt8(ascii: "b")
+        else { return nil }
+        var words: (UInt64, UInt64) = (0, 0)
+        var invalid: UInt8 = 0
+        @inline(__always)
+        func take(_ range: Range<Int>, into word: inout UInt64) {
+            for index in range {
+                var byte = bytes[index]
+                if foldingCase && byte &- UInt8(ascii: "A") < 6 { byte |= 0x20 }
+                let digit = byte &- UInt8(ascii: "0")
+                let letter = byte &- UInt8(ascii: "a")
+                let nibble = digit < 10 ? digit : letter &+ 10
+                if digit >= 10 && letter >= 6 { invalid = 1 }
+                word = word << 4 | UInt64(nibble & 0x0F)
             }
-            if foldingCase, byte >= UInt8(ascii: "A"), byte <= UInt8(ascii: "F") { byte += 0x20 }
-            let nibble: UInt8
-            switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): nibble = byte - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): nibble = byte - UInt8(ascii: "a") + 10
-            default: return nil
-            }
-            if index == 14, nibble != 4 { return nil }
-            if index == 19, nibble < 8 || nibble > 0xB { return nil }
-            if nibbles < 16 {
-                high = high << 4 | UInt64(nibble)
-            } else {
-                low = low << 4 | UInt64(nibble)
-            }
-            nibbles += 1
         }
-        self.high = high
-        self.low = low
+        take(0..<8, into: &words.0)
+        take(9..<13, into: &words.0)
+        take(14..<18, into: &words.0)
+        take(19..<23, into: &words.1)
+        take(24..<36, into: &words.1)
+        guard invalid == 0 else { return nil }
+        self.high = words.0
+        self.low = words.1
     }
 
     package init(_ key: PaymentKey) {
@@ -123,6 +121,8 @@ package struct DigestBits: Sendable, Hashable {
     }
 }
 
+private let hyphen = UInt8(ascii: "-")
+
 @inline(__always)
 private func hexByte(_ nibble: UInt8) -> UInt8 {
     nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10
@@ -137,17 +137,21 @@ private func hexByte(_ nibble: UInt8) -> UInt8 {
 /// request ids cannot force collisions; `seed` lets one table hold entries
 /// of several owners (a request id is only unique per machine).
 struct ByteTable: Sendable, Hashable {
-    private var bytes: [UInt8] = []
-    /// Entry `i` is `bytes[starts[i]..<starts[i + 1]]`.
-    private var starts: [UInt32] = [0]
-    private(set) var values: [UInt32] = []
-    /// The full hash of each entry, so growing never needs the seeds again.
-    private var hashes: [UInt32] = []
-    /// Entry index + 1 at each slot; 0 is empty. A power of two, at most
-    /// half full.
-    private var slots: [UInt32] = Array(repeating: 0, count: 16)
+    private struct Entry: Sendable, Hashable {
+        /// Where its bytes start in `bytes`; they end where the next
+        /// entry's start (or at the end of `bytes`).
+        var start: UInt32
+        var value: UInt32
+    }
 
-    var count: Int { values.count }
+    private var bytes: [UInt8] = []
+    private var entries: [Entry] = []
+    /// Per slot, 0 when empty, else the entry's hash in the high 32 bits and
+    /// its index + 1 in the low 32: a probe compares hashes without touching
+    /// the entries. A power of two, at most half full.
+    private var slots: [UInt64] = Array(repeating: 0, count: 16)
+
+    var count: Int { entries.count }
 
     static func hash(_ key: UnsafeRawBufferPointer, seed: UInt32) -> UInt32 {
         var hasher = Hasher()
@@ -161,33 +165,34 @@ struct ByteTable: Sendable, Hashable {
     func find(
         _ key: UnsafeRawBufferPointer, hash: UInt32, where matches: (UInt32) -> Bool = { _ in true }
     ) -> UInt32? {
-        let mask = slots.count - 1
-        var slot = Int(hash) & mask
-        while true {
-            let stored = slots[slot]
-            if stored == 0 { return nil }
-            let entry = Int(stored - 1)
-            if hashes[entry] == hash, entryEquals(entry, key), matches(values[entry]) { return values[entry] }
-            slot = (slot + 1) & mask
+        slots.withUnsafeBufferPointer { slots in
+            let mask = slots.count - 1
+            var slot = Int(hash) & mask
+            while true {
+                let stored = slots[slot]
+                if stored == 0 { return nil }
+                if UInt32(truncatingIfNeeded: stored >> 32) == hash {
+                    let entry = Int(UInt32(truncatingIfNeeded: stored)) - 1
+                    if entryEquals(entry, key), matches(entries[entry].value) { return entries[entry].value }
+                }
+                slot = (slot + 1) & mask
+            }
         }
     }
 
     /// Adds an entry; the caller has checked it is not there yet.
     mutating func insert(_ key: UnsafeRawBufferPointer, hash: UInt32, value: UInt32) {
         precondition(bytes.count + key.count < Int(UInt32.max), "the byte table outgrew 4 GiB")
-        if (values.count + 1) * 2 > slots.count { grow() }
-        let entry = values.count
+        if (entries.count + 1) * 2 > slots.count { grow() }
+        let entry = entries.count
+        entries.append(Entry(start: UInt32(bytes.count), value: value))
         bytes.append(contentsOf: key)
-        starts.append(UInt32(bytes.count))
-        values.append(value)
-        hashes.append(hash)
-        place(entry: entry)
+        place(UInt64(hash) << 32 | UInt64(entry + 1))
     }
 
     /// The bytes of entry `index`.
     func withEntry<R>(_ index: Int, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
-        let start = Int(starts[index])
-        let end = Int(starts[index + 1])
+        let (start, end) = bounds(index)
         return bytes.withUnsafeBufferPointer { body(UnsafeBufferPointer(rebasing: $0[start..<end])) }
     }
 
@@ -195,35 +200,41 @@ struct ByteTable: Sendable, Hashable {
         withEntry(index) { String(decoding: $0, as: UTF8.self) }
     }
 
+    private func bounds(_ index: Int) -> (Int, Int) {
+        let start = Int(entries[index].start)
+        let end = index + 1 < entries.count ? Int(entries[index + 1].start) : bytes.count
+        return (start, end)
+    }
+
     private func entryEquals(_ entry: Int, _ key: UnsafeRawBufferPointer) -> Bool {
-        let start = Int(starts[entry])
-        let count = Int(starts[entry + 1]) - start
-        guard count == key.count else { return false }
+        let (start, end) = bounds(entry)
+        guard end - start == key.count else { return false }
         return bytes.withUnsafeBytes { arena in
-            for index in 0..<count where arena[start + index] != key[index] { return false }
+            for index in 0..<key.count where arena[start + index] != key[index] { return false }
             return true
         }
     }
 
-    private mutating func place(entry: Int) {
+    private mutating func place(_ stored: UInt64) {
         let mask = slots.count - 1
-        var slot = Int(hashes[entry]) & mask
+        var slot = Int(stored >> 32) & mask
         while slots[slot] != 0 { slot = (slot + 1) & mask }
-        slots[slot] = UInt32(entry + 1)
+        slots[slot] = stored
     }
 
     private mutating func grow() {
-        slots = Array(repeating: 0, count: slots.count * 2)
-        for entry in 0..<values.count { place(entry: entry) }
+        let old = slots
+        slots = Array(repeating: 0, count: old.count * 2)
+        for stored in old where stored != 0 { place(stored) }
     }
 
     static func == (lhs: ByteTable, rhs: ByteTable) -> Bool {
-        lhs.bytes == rhs.bytes && lhs.starts == rhs.starts && lhs.values == rhs.values
+        lhs.bytes == rhs.bytes && lhs.entries == rhs.entries
     }
 
     func hash(into hasher: inout Hasher) {
         hasher.combine(bytes)
-        hasher.combine(values)
+        hasher.combine(entries)
     }
 }
 
@@ -238,8 +249,10 @@ struct MachineSlot: Sendable, Hashable {
     var registeredAt: Int64
     /// `Int64.min` when it has had no transfer.
     var lastTransferAt: Int64
-    /// Indices into the ledger's transfers, oldest first.
-    var transfers: [Int32]
+    /// Its newest transfer (index into the ledger's transfers), or -1; the
+    /// older ones chain back through `TransferSlot.previous`.
+    var newestTransfer: Int32
+    var transferCount: Int32
 }
 
 /// One key ever issued.
@@ -255,7 +268,7 @@ struct KeySlot: Sendable, Hashable {
     var stoppedAt: Int64 { min(replacedAt, expires) }
 }
 
-/// One transfer in 40 bytes. Its tx is `TxID(seq:)`, so it is not stored.
+/// One transfer in 48 bytes. Its tx is `TxID(seq:)`, so it is not stored.
 struct TransferSlot: Sendable, Hashable {
     var seq: Int64
     var at: Int64
@@ -264,8 +277,18 @@ struct TransferSlot: Sendable, Hashable {
     var to: UInt32
     /// Index of the payee key the payer used in `Ledger.keySlots`.
     var key: UInt32
-    /// Entry in `Ledger.requests`, or `TransferSlot.noRequest`.
+    /// Entry in `Ledger.transfersByRequest`, or `TransferSlot.noRequest`.
     var request: UInt32
+    /// The payer's and the payee's transfer before this one, or -1: each
+    /// machine's transfers are a chain through the transfers themselves,
+    /// newest first, so a machine holds no list of its own.
+    var previousOfPayer: Int32
+    var previousOfPayee: Int32
 
     static let noRequest = UInt32.max
+
+    /// The transfer before this one of `machine`, one of its two parties.
+    func previous(of machine: UInt32) -> Int32 {
+        machine == from ? previousOfPayer : previousOfPayee
+    }
 }

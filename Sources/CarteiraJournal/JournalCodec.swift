@@ -185,13 +185,13 @@ public enum JournalCodec {
             let key = try fields.key("key")
             let expires = try fields.timestamp("expires")
             let reasonText = try fields.next("reason")
-            guard let reason = KeyRotationReason.allCases.first(where: { equals(reasonText, $0.rawValue) }) else {
+            guard let reason = KeyRotationReason.allCases.first(where: { equals(reasonText, text: $0.rawValue) }) else {
                 throw JournalFormatError("reason is not expired, request or admin")
             }
             kind = .keyRotated(machine: machine, key: key, expires: expires, reason: reason)
         } else if equals(type, "genesis") {
             let format = try fields.next("format")
-            guard equals(format, formatVersion) else {
+            guard equals(format, text: formatVersion) else {
                 throw JournalFormatError("unsupported format \(string(format))")
             }
             kind = .genesis
@@ -343,7 +343,7 @@ private func equals(_ bytes: UnsafeBufferPointer<UInt8>, _ literal: StaticString
     bytes.count == literal.utf8CodeUnitCount && matches(bytes, at: 0, literal)
 }
 
-private func equals(_ bytes: UnsafeBufferPointer<UInt8>, _ text: String) -> Bool {
+private func equals(_ bytes: UnsafeBufferPointer<UInt8>, text: String) -> Bool {
     bytes.elementsEqual(text.utf8)
 }
 

@@ -293,12 +293,21 @@ public struct Ledger: Sendable {
             guard let sender = machineIndex(ofBytes: from) else {
                 throw LedgerViolation("transfer from unknown machine \(text(from))")
             }
-            guard let payee = machineIndex(ofBytes: to) else {
-                throw LedgerViolation("transfer to unknown machine \(text(to))")
+            // The key names its owner: when that is `to`, the name needs no
+            // look-up of its own.
+            let keyIndex = keysByBits[key]
+            let payee: UInt32
+            if let keyIndex, machinesByName.entryEquals(Int(keySlots[Int(keyIndex)].owner), UnsafeRawBufferPointer(to)) {
+                payee = keySlots[Int(keyIndex)].owner
+            } else {
+                guard let named = machineIndex(ofBytes: to) else {
+                    throw LedgerViolation("transfer to unknown machine \(text(to))")
+                }
+                payee = named
             }
             guard sender != payee else { throw LedgerViolation("transfer to itself") }
             guard amount > 0 else { throw LedgerViolation("amount not positive") }
-            guard let keyIndex = keysByBits[key], keySlots[Int(keyIndex)].owner == payee else {
+            guard let keyIndex, keySlots[Int(keyIndex)].owner == payee else {
                 throw LedgerViolation("key \(key.paymentKey) was never \(text(to))'s")
             }
             // A tx is its transfer's seq (`TxID(seq:)`), which is why the

@@ -7,6 +7,11 @@ package struct KeyBits: Sendable, Hashable {
     package var high: UInt64
     package var low: UInt64
 
+    package init(high: UInt64, low: UInt64) {
+        self.high = high
+        self.low = low
+    }
+
     /// Parses the `8-4-4-4-12` UUID v4 form `PaymentKey` accepts. With
     /// `foldingCase`, upper-case hex digits count as lower case (a key a
     /// client pasted); without, only lower case is accepted (the journal).
@@ -70,6 +75,10 @@ package struct KeyBits: Sendable, Hashable {
 /// A token digest's 32 bytes.
 package struct DigestBits: Sendable, Hashable {
     package var words: (UInt64, UInt64, UInt64, UInt64)
+
+    package init(words: (UInt64, UInt64, UInt64, UInt64)) {
+        self.words = words
+    }
 
     /// Parses 64 lower-case hex digits.
     package init?(_ bytes: UnsafeBufferPointer<UInt8>) {
@@ -206,7 +215,8 @@ struct ByteTable: Sendable, Hashable {
         return (start, end)
     }
 
-    private func entryEquals(_ entry: Int, _ key: UnsafeRawBufferPointer) -> Bool {
+    /// True when entry `entry` holds exactly these bytes.
+    func entryEquals(_ entry: Int, _ key: UnsafeRawBufferPointer) -> Bool {
         let (start, end) = bounds(entry)
         guard end - start == key.count else { return false }
         return bytes.withUnsafeBytes { arena in

@@ -148,54 +148,54 @@ public enum JournalCodec {
     /// and ids are checked and left as slices of `text`.
     static func decodeFields(_ text: UnsafeBufferPointer<UInt8>) throws(JournalFormatError) -> EventBytes {
         var fields = FieldCursor(bytes: text)
-        guard let seq = canonicalInteger(try fields.next("seq")) else {
-            throw JournalFormatError("seq is not a canonical non-negative integer")
-        }
+        let seq = try fields.integer("seq")
         let at = try fields.timestamp("at")
         let type = try fields.next("type")
         let kind: EventBytes.Kind
         if equals(type, "transfer") {
-            let tx = try fields.next("tx")
-            guard tx.count <= 40, tx.allSatisfy({ isAlphanumeric($0) || $0 == hyphen }) else {
-                throw JournalFormatError("tx is not a transfer id")
-            }
+            let tx = try fields.value(
+                "tx", valid: { $0.count <= 40 && $0.allSatisfy { isAlphanumeric($0) || $0 == hyphen } },
+                otherwise: "tx is not a transfer id")
             let from = try fields.machine("from")
             let to = try fields.machine("to")
             let key = try fields.key("key")
-            let amount = try fields.centavos("amount")
-            let req = try fields.next("req")
-            var requestID: UnsafeBufferPointer<UInt8>?
-            if !equals(req, "-") {
-                guard req.count <= 64, req.allSatisfy({ isAlphanumeric($0) || $0 == hyphen || $0 == underscore })
-                else { throw JournalFormatError("req is not a request id") }
-                requestID = req
-            }
+            let amount = try fields.integer("amount")
+            let req = try fields.value(
+                "req", valid: { $0.count <= 64 && $0.allSatisfy { isAlphanumeric($0) || $0 == hyphen || $0 == underscore } },
+                otherwise: "req is not a request id")
+            let requestID = equals(req, "-") ? nil : req
             kind = .transfer(tx: tx, from: from, to: to, key: key, amount: amount, requestID: requestID)
         } else if equals(type, "registered") {
             let machine = try fields.machine("machine")
             let key = try fields.key("key")
             let expires = try fields.timestamp("expires")
-            guard let token = DigestBits(try fields.next("token")) else {
-                throw JournalFormatError("token is not 64 lower-case hex digits")
-            }
-            let balance = try fields.centavos("balance")
+            var token = DigestBits(words: (0, 0, 0, 0))
+            _ = try fields.value(
+                "token",
+                valid: { text in
+                    guard let parsed = DigestBits(text) else { return false }
+                    token = parsed
+                    return true
+                }, otherwise: "token is not 64 lower-case hex digits")
+            let balance = try fields.integer("balance")
             kind = .registered(machine: machine, key: key, expires: expires, tokenDigest: token, balance: balance)
         } else if equals(type, "key_rotated") {
             let machine = try fields.machine("machine")
             let key = try fields.key("key")
             let expires = try fields.timestamp("expires")
-            let reasonText = try fields.next("reason")
+            let reasonText = try fields.word("reason")
             guard let reason = KeyRotationReason.allCases.first(where: { equals(reasonText, text: $0.rawValue) }) else {
                 throw JournalFormatError("reason is not expired, request or admin")
             }
             kind = .keyRotated(machine: machine, key: key, expires: expires, reason: reason)
         } else if equals(type, "genesis") {
-            let format = try fields.next("format")
+            let format = try fields.word("format")
             guard equals(format, text: formatVersion) else {
                 throw JournalFormatError("unsupported format \(string(format))")
             }
             kind = .genesis
         } else {
+            try fields.checkCharacters(type, "type")
             throw JournalFormatError("unknown type \(string(type))")
         }
         try fields.finish()
@@ -241,7 +241,11 @@ private struct FieldCursor {
     let bytes: UnsafeBufferPointer<UInt8>
     var position = 0
 
-    /// The value of the next field, which must be called `name`.
+    /// The value of the next field, which must be called `name`. Its
+    /// characters are not checked here: every typed reader below accepts
+    /// only characters a value may hold, and on a failure calls
+    /// `checkCharacters` first, so the reason is the same as if they had
+    /// been checked here (one pass over the bytes instead of two).
     mutating func next(_ name: StaticString) throws(JournalFormatError) -> UnsafeBufferPointer<UInt8> {
         if position > 0 {
             guard position < bytes.count, bytes[position] == space else {
@@ -255,16 +259,39 @@ private struct FieldCursor {
         else { throw JournalFormatError("expected field \(name)= here") }
         let start = position + nameLength + 1
         var end = start
-        while end < bytes.count, bytes[end] != space {
-            let byte = bytes[end]
-            guard byte > space, byte < 0x7F, byte != equalsSign, byte != bar, byte != quote else {
-                throw JournalFormatError("\(name) holds a character a value may not hold")
-            }
-            end += 1
-        }
+        while end < bytes.count, bytes[end] != space { end += 1 }
         guard end > start else { throw JournalFormatError("\(name) is empty") }
         position = end
         return UnsafeBufferPointer(rebasing: bytes[start..<end])
+    }
+
+    /// Throws if `value` holds a character no value may hold.
+    func checkCharacters(_ value: UnsafeBufferPointer<UInt8>, _ name: StaticString) throws(JournalFormatError) {
+        for byte in value {
+            guard byte > space, byte < 0x7F, byte != equalsSign, byte != bar, byte != quote else {
+                throw JournalFormatError("\(name) holds a character a value may not hold")
+            }
+        }
+    }
+
+    /// A value that must be one of a few words (`type`, `format`, `reason`).
+    mutating func word(_ name: StaticString) throws(JournalFormatError) -> UnsafeBufferPointer<UInt8> {
+        let value = try next(name)
+        try checkCharacters(value, name)
+        return value
+    }
+
+    /// A value checked by `valid`, which accepts a subset of the characters
+    /// a value may hold.
+    mutating func value(
+        _ name: StaticString, valid: (UnsafeBufferPointer<UInt8>) -> Bool, otherwise reason: @autoclosure () -> String
+    ) throws(JournalFormatError) -> UnsafeBufferPointer<UInt8> {
+        let value = try next(name)
+        guard valid(value) else {
+            try checkCharacters(value, name)
+            throw JournalFormatError(reason())
+        }
+        return value
     }
 
     mutating func finish() throws(JournalFormatError) {
@@ -272,34 +299,50 @@ private struct FieldCursor {
     }
 
     mutating func timestamp(_ name: StaticString) throws(JournalFormatError) -> Int64 {
-        guard let value = Timestamp(iso8601Bytes: try next(name)) else {
-            throw JournalFormatError("\(name) is not a UTC time with milliseconds")
-        }
-        return value.milliseconds
+        var milliseconds: Int64 = 0
+        _ = try value(
+            name,
+            valid: { text in
+                guard let time = Timestamp(iso8601Bytes: text) else { return false }
+                milliseconds = time.milliseconds
+                return true
+            }, otherwise: "\(name) is not a UTC time with milliseconds")
+        return milliseconds
     }
 
     /// 1-64 of `A-Z a-z 0-9 . _ -`, as `MachineName` accepts.
     mutating func machine(_ name: StaticString) throws(JournalFormatError) -> UnsafeBufferPointer<UInt8> {
-        let value = try next(name)
-        guard value.count <= 64,
-            value.allSatisfy({ isAlphanumeric($0) || $0 == UInt8(ascii: ".") || $0 == underscore || $0 == hyphen })
-        else { throw JournalFormatError("\(name) is not a machine name") }
-        return value
+        try value(
+            name,
+            valid: { text in
+                text.count <= 64
+                    && text.allSatisfy { isAlphanumeric($0) || $0 == UInt8(ascii: ".") || $0 == underscore || $0 == hyphen }
+            }, otherwise: "\(name) is not a machine name")
     }
 
     mutating func key(_ name: StaticString) throws(JournalFormatError) -> KeyBits {
         // The journal only ever holds lower case.
-        guard let value = KeyBits(try next(name), foldingCase: false) else {
-            throw JournalFormatError("\(name) is not a lower-case UUID v4")
-        }
-        return value
+        var bits = KeyBits(high: 0, low: 0)
+        _ = try value(
+            name,
+            valid: { text in
+                guard let parsed = KeyBits(text, foldingCase: false) else { return false }
+                bits = parsed
+                return true
+            }, otherwise: "\(name) is not a lower-case UUID v4")
+        return bits
     }
 
-    mutating func centavos(_ name: StaticString) throws(JournalFormatError) -> Int64 {
-        guard let value = canonicalInteger(try next(name)) else {
-            throw JournalFormatError("\(name) is not a canonical non-negative integer")
-        }
-        return value
+    mutating func integer(_ name: StaticString) throws(JournalFormatError) -> Int64 {
+        var number: Int64 = 0
+        _ = try value(
+            name,
+            valid: { text in
+                guard let parsed = canonicalInteger(text) else { return false }
+                number = parsed
+                return true
+            }, otherwise: "\(name) is not a canonical non-negative integer")
+        return number
     }
 }
 

@@ -29,12 +29,13 @@ struct JournalScan {
 /// line's form, `seq`, hash chain and ledger rules (JOURNAL.md, Replay).
 ///
 /// Per line the checks run in this order, and the first that fails names
-/// the line: the ` hash=<64 hex>` suffix, the hash, the fields, the `seq`,
-/// the ledger rules (`Ledger.apply`). A line's hash depends only on the text
-/// of the line before it, so the first two checks run ahead on every core,
-/// a chunk at a time (each chunk knows the hash of the line before it); the
-/// rest runs in order on the calling thread, which only looks at a chunk's
-/// chain result once its earlier lines have passed. So the first bad line
+/// the line: its length, the ` hash=<64 hex>` suffix, the hash, the fields,
+/// the `seq`, the ledger rules (`Ledger.apply`). A line's hash depends only
+/// on the text of the line before it, so the checks up to the fields run
+/// ahead on every core, a chunk at a time (each chunk knows the hash of the
+/// line before it; `ChainCheck`); `seq` and `apply` run in order on the
+/// calling thread (`LineApplier`), which only looks at where a chunk's
+/// checks stopped once all lines before have applied. So the first bad line
 /// and its reason are those of a one-line-at-a-time scan, whatever the chunk
 /// size.
 ///
@@ -102,8 +103,8 @@ enum JournalScanner {
             guard !pending.isEmpty else { break }
             let check = pending.removeFirst()
             check.done.wait()
-            let finished = try check.withResult { (chunk, failure) throws(JournalError) -> Bool in
-                try applier.apply(chunk, chainFailure: failure)
+            let finished = try check.withResult { (chunk, decoded, failure) throws(JournalError) -> Bool in
+                try applier.apply(chunk, decoded: decoded, failure: failure)
             }
             if finished {
                 // Let the chain checks still running finish before the
@@ -197,34 +198,112 @@ struct ChunkReader {
     }
 }
 
-/// The chain check of one chunk: run once, on any thread; its result is
-/// read after `done`.
+/// Where a chunk's lines stop checking before `apply`: the line and the
+/// reason (nil: no `"\n"` within `maxLineBytes` bytes).
+struct LineFailure: Sendable {
+    var start: Int
+    var end: Int
+    var reason: String?
+}
+
+/// A line whose suffix, hash and fields checked, decoded as offsets into
+/// its chunk (a `Sendable` stand-in for `EventBytes`, whose buffers point
+/// into the chunk).
+struct DecodedLine: Sendable {
+    enum Kind: Sendable {
+        case genesis
+        case registered(machine: Range<Int32>, key: KeyBits, expires: Int64, tokenDigest: DigestBits, balance: Int64)
+        case transfer(
+            tx: Range<Int32>, from: Range<Int32>, to: Range<Int32>, key: KeyBits, amount: Int64,
+            requestID: Range<Int32>?)
+        case keyRotated(machine: Range<Int32>, key: KeyBits, expires: Int64, reason: KeyRotationReason)
+    }
+
+    /// The line is `start..<end`, its `"\n"` at `end`.
+    var start: Int32
+    var end: Int32
+    var seq: Int64
+    var at: Int64
+    var kind: Kind
+
+    init(_ event: EventBytes, start: Int, end: Int, base: UnsafePointer<UInt8>) {
+        func range(_ bytes: UnsafeBufferPointer<UInt8>) -> Range<Int32> {
+            guard let address = bytes.baseAddress else { return 0..<0 }
+            let lower = Int32(address - base)
+            return lower..<(lower + Int32(bytes.count))
+        }
+        self.start = Int32(start)
+        self.end = Int32(end)
+        seq = event.seq
+        at = event.at
+        switch event.kind {
+        case .genesis:
+            kind = .genesis
+        case let .registered(machine, key, expires, tokenDigest, balance):
+            kind = .registered(
+                machine: range(machine), key: key, expires: expires, tokenDigest: tokenDigest, balance: balance)
+        case let .transfer(tx, from, to, key, amount, requestID):
+            kind = .transfer(
+                tx: range(tx), from: range(from), to: range(to), key: key, amount: amount,
+                requestID: requestID.map(range))
+        case let .keyRotated(machine, key, expires, reason):
+            kind = .keyRotated(machine: range(machine), key: key, expires: expires, reason: reason)
+        }
+    }
+
+    /// The event, with its buffers in `chunk`.
+    func event(in chunk: UnsafeBufferPointer<UInt8>) -> EventBytes {
+        func bytes(_ range: Range<Int32>) -> UnsafeBufferPointer<UInt8> {
+            UnsafeBufferPointer(rebasing: chunk[Int(range.lowerBound)..<Int(range.upperBound)])
+        }
+        switch kind {
+        case .genesis:
+            return EventBytes(seq: seq, at: at, kind: .genesis)
+        case let .registered(machine, key, expires, tokenDigest, balance):
+            return EventBytes(
+                seq: seq, at: at,
+                kind: .registered(
+                    machine: bytes(machine), key: key, expires: expires, tokenDigest: tokenDigest, balance: balance))
+        case let .transfer(tx, from, to, key, amount, requestID):
+            return EventBytes(
+                seq: seq, at: at,
+                kind: .transfer(
+                    tx: bytes(tx), from: bytes(from), to: bytes(to), key: key, amount: amount,
+                    requestID: requestID.map(bytes)))
+        case let .keyRotated(machine, key, expires, reason):
+            return EventBytes(
+                seq: seq, at: at, kind: .keyRotated(machine: bytes(machine), key: key, expires: expires, reason: reason))
+        }
+    }
+}
+
+/// The checks of one chunk that need nothing but its bytes: each line's
+/// length, suffix, hash (against the line before) and fields, in that
+/// order, stopping at the first line that fails. Runs once, on any thread;
+/// its result is read after `done`.
 final class ChainCheck: Sendable {
     private struct State: Sendable {
         var chunk: Chunk?
-        /// The first line that fails its suffix or hash check: its start in
-        /// the chunk and why.
-        var failure: (start: Int, reason: JournalCodec.ChainFailure)?
+        var decoded: [DecodedLine] = []
+        var failure: LineFailure?
     }
 
     private let state: Mutex<State>
     let done = DispatchSemaphore(value: 0)
 
     init(chunk: Chunk) {
-        state = Mutex(State(chunk: chunk, failure: nil))
+        state = Mutex(State(chunk: chunk))
     }
 
     func run() {
         state.withLock { state in
             guard let chunk = state.chunk else { return }
-            state.failure = Self.firstFailure(in: chunk)
+            state.failure = Self.decode(chunk, into: &state.decoded)
         }
         done.signal()
     }
 
-    /// Checks each whole line against the line before it, stopping at the
-    /// first failure.
-    private static func firstFailure(in chunk: Chunk) -> (start: Int, reason: JournalCodec.ChainFailure)? {
+    private static func decode(_ chunk: Chunk, into decoded: inout [DecodedLine]) -> LineFailure? {
         chunk.bytes.withUnsafeBufferPointer { buffer in
             chunk.previousHash.withUnsafeBufferPointer { first in
                 guard let base = buffer.baseAddress else { return nil }
@@ -233,9 +312,16 @@ final class ChainCheck: Sendable {
                 while start < chunk.linesEnd {
                     guard let found = memchr(base + start, Int32(newline), chunk.linesEnd - start) else { break }
                     let end = UnsafeRawPointer(found) - UnsafeRawPointer(base)
+                    if end - start >= JournalScanner.maxLineBytes { return LineFailure(start: start, end: end) }
                     let line = UnsafeBufferPointer(rebasing: buffer[start..<end])
                     if let failure = JournalCodec.checkChain(line, previousHash: previous) {
-                        return (start, failure)
+                        return LineFailure(start: start, end: end, reason: failure.reason)
+                    }
+                    do throws(JournalFormatError) {
+                        let text = UnsafeBufferPointer(rebasing: line[0..<(line.count - JournalCodec.hashSuffixLength)])
+                        decoded.append(DecodedLine(try JournalCodec.decodeFields(text), start: start, end: end, base: base))
+                    } catch {
+                        return LineFailure(start: start, end: end, reason: error.reason)
                     }
                     previous = UnsafeBufferPointer(rebasing: line[(line.count - JournalCodec.hashLength)...])
                     start = end + 1
@@ -245,16 +331,18 @@ final class ChainCheck: Sendable {
         }
     }
 
-    /// Runs `body` on the chunk and its chain result; after `done`.
+    /// Runs `body` on the chunk, its decoded lines and where they stop; after
+    /// `done`.
     func withResult<R>(
-        _ body: (Chunk, (start: Int, reason: JournalCodec.ChainFailure)?) throws(JournalError) -> R
+        _ body: (Chunk, [DecodedLine], LineFailure?) throws(JournalError) -> R
     ) throws(JournalError) -> R {
-        let taken = state.withLock { state in
-            let taken = (state.chunk, state.failure)
+        let (chunk, decoded, failure) = state.withLock { state in
+            let taken = (state.chunk, state.decoded, state.failure)
+            state.decoded = []
             return taken
         }
-        guard let chunk = taken.0 else { preconditionFailure("a chain check's chunk is read once") }
-        return try body(chunk, taken.1)
+        guard let chunk else { preconditionFailure("a chain check's chunk is read once") }
+        return try body(chunk, decoded, failure)
     }
 
     /// Hands the chunk's buffer back for the next read.
@@ -267,9 +355,8 @@ final class ChainCheck: Sendable {
     }
 }
 
-/// The sequential stage: decodes each line's fields, checks its `seq` and
-/// applies it, in file order, taking the chain check's verdict for the line
-/// when it gets there.
+/// The sequential stage: checks each decoded line's `seq` and applies it,
+/// in file order; then reports the line where the chunk's checks stopped.
 struct LineApplier {
     var scan: JournalScan
     let passOverIncompleteLine: Bool
@@ -280,14 +367,11 @@ struct LineApplier {
         self.passOverIncompleteLine = passOverIncompleteLine
     }
 
-    /// Applies the chunk's whole lines; true when the scan is over (the
-    /// last chunk, or a torn line).
-    mutating func apply(
-        _ chunk: Chunk, chainFailure: (start: Int, reason: JournalCodec.ChainFailure)?
-    ) throws(JournalError) -> Bool {
-        let stop = try chunk.bytes.withUnsafeBufferPointer { (buffer) throws(JournalError) -> Bool in
+    /// Applies the chunk's lines; true when the scan is over (the last
+    /// chunk, or a torn line).
+    mutating func apply(_ chunk: Chunk, decoded: [DecodedLine], failure: LineFailure?) throws(JournalError) -> Bool {
+        try chunk.bytes.withUnsafeBufferPointer { (buffer) throws(JournalError) -> Bool in
             guard let base = buffer.baseAddress else { return false }
-            var start = 0
             var lastGoodEnd = -1
             defer {
                 if lastGoodEnd > 0 {
@@ -296,30 +380,19 @@ struct LineApplier {
                     }
                 }
             }
-            while start < chunk.linesEnd {
-                guard let found = memchr(base + start, Int32(newline), chunk.linesEnd - start) else { break }
-                let end = UnsafeRawPointer(found) - UnsafeRawPointer(base)
+            for line in decoded {
                 lineNumber += 1
-                if end - start >= JournalScanner.maxLineBytes {
-                    return try overlong(UnsafeBufferPointer(rebasing: buffer[start..<end]))
+                if let reason = apply(line.event(in: buffer)) {
+                    return try refuse(UnsafeBufferPointer(rebasing: buffer[Int(line.start)..<Int(line.end)]), reason)
                 }
-                let line = UnsafeBufferPointer(rebasing: buffer[start..<end])
-                let reason: String?
-                if let chainFailure, chainFailure.start == start {
-                    reason = chainFailure.reason.reason
-                } else {
-                    reason = check(line)
-                }
-                if let reason {
-                    guard memchr(base + start, 0, line.count) != nil else {
-                        throw .corrupt(line: lineNumber, reason: reason)
-                    }
-                    scan.torn = true
-                    return true
-                }
-                lastGoodEnd = end
-                start = end + 1
-                scan.goodEnd = chunk.offset + Int64(start)
+                lastGoodEnd = Int(line.end)
+                scan.goodEnd = chunk.offset + Int64(line.end) + 1
+            }
+            if let failure {
+                lineNumber += 1
+                let line = UnsafeBufferPointer(rebasing: buffer[failure.start..<failure.end])
+                guard let reason = failure.reason else { return try overlong(line) }
+                return try refuse(line, reason)
             }
             guard chunk.last else { return false }
             let rest = UnsafeBufferPointer(rebasing: buffer[chunk.linesEnd..<chunk.count])
@@ -336,7 +409,14 @@ struct LineApplier {
             }
             return true
         }
-        return stop
+    }
+
+    /// A whole line that does not check: torn if it holds a NUL, corrupt
+    /// otherwise.
+    private mutating func refuse(_ line: UnsafeBufferPointer<UInt8>, _ reason: String) throws(JournalError) -> Bool {
+        guard line.contains(0) else { throw .corrupt(line: lineNumber, reason: reason) }
+        scan.torn = true
+        return true
     }
 
     /// A line with no `"\n"` within `maxLineBytes` bytes: torn if those
@@ -350,16 +430,8 @@ struct LineApplier {
         return true
     }
 
-    /// Decodes, checks `seq` and applies a line whose chain checked; the
-    /// reason it fails otherwise.
-    private mutating func check(_ line: UnsafeBufferPointer<UInt8>) -> String? {
-        let event: EventBytes
-        do throws(JournalFormatError) {
-            event = try JournalCodec.decodeFields(
-                UnsafeBufferPointer(rebasing: line[0..<(line.count - JournalCodec.hashSuffixLength)]))
-        } catch {
-            return error.reason
-        }
+    /// Checks `seq` and applies a decoded line; the reason it fails otherwise.
+    private mutating func apply(_ event: EventBytes) -> String? {
         guard event.seq == scan.ledger.lastSeq + 1 else {
             return "seq \(event.seq) does not follow \(scan.ledger.lastSeq)"
         }

@@ -65,10 +65,8 @@ package struct KeyBits: Sendable, Hashable {
             bytes[position] = hexByte(UInt8(truncatingIfNeeded: word >> shift) & 0x0F)
             position += 1
         }
-        guard let key = PaymentKey(String(decoding: bytes, as: UTF8.self)) else {
-            preconditionFailure("bits parsed from a UUID v4 format back to one")
-        }
-        return key
+        // Bits parsed from a UUID v4 format back to one.
+        return PaymentKey(checkedText: String(decoding: bytes, as: UTF8.self))
     }
 }
 
@@ -112,10 +110,7 @@ package struct DigestBits: Sendable, Hashable {
                 bytes.append(hexByte(UInt8(truncatingIfNeeded: word >> UInt64(nibble)) & 0x0F))
             }
         }
-        guard let digest = TokenDigest(String(decoding: bytes, as: UTF8.self)) else {
-            preconditionFailure("64 hex digits are a digest")
-        }
-        return digest
+        return TokenDigest(checkedText: String(decoding: bytes, as: UTF8.self))
     }
 
     package static func == (lhs: DigestBits, rhs: DigestBits) -> Bool {

@@ -297,7 +297,8 @@ public struct Ledger: Sendable {
             // look-up of its own.
             let keyIndex = keysByBits[key]
             let payee: UInt32
-            if let keyIndex, machinesByName.entryEquals(Int(keySlots[Int(keyIndex)].owner), UnsafeRawBufferPointer(to)) {
+            if let keyIndex, machinesByName.entryEquals(Int(keySlots[Int(keyIndex)].owner), UnsafeRawBufferPointer(to))
+            {
                 payee = keySlots[Int(keyIndex)].owner
             } else {
                 guard let named = machineIndex(ofBytes: to) else {

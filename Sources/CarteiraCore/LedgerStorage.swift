@@ -20,8 +20,9 @@ package struct KeyBits: Sendable, Hashable {
             bytes[14] == UInt8(ascii: "4")
         else { return nil }
         let variant = bytes[19] | (foldingCase ? 0x20 : 0)
-        guard variant == UInt8(ascii: "8") || variant == UInt8(ascii: "9") || variant == UInt8(ascii: "a")
-            || variant == UInt8(ascii: "b")
+        guard
+            variant == UInt8(ascii: "8") || variant == UInt8(ascii: "9") || variant == UInt8(ascii: "a")
+                || variant == UInt8(ascii: "b")
         else { return nil }
         var words: (UInt64, UInt64) = (0, 0)
         var invalid: UInt8 = 0

@@ -161,7 +161,8 @@ public enum JournalCodec {
             let key = try fields.key("key")
             let amount = try fields.integer("amount")
             let req = try fields.value(
-                "req", valid: { $0.count <= 64 && $0.allSatisfy { isAlphanumeric($0) || $0 == hyphen || $0 == underscore } },
+                "req",
+                valid: { $0.count <= 64 && $0.allSatisfy { isAlphanumeric($0) || $0 == hyphen || $0 == underscore } },
                 otherwise: "req is not a request id")
             let requestID = equals(req, "-") ? nil : req
             kind = .transfer(tx: tx, from: from, to: to, key: key, amount: amount, requestID: requestID)
@@ -316,7 +317,9 @@ private struct FieldCursor {
             name,
             valid: { text in
                 text.count <= 64
-                    && text.allSatisfy { isAlphanumeric($0) || $0 == UInt8(ascii: ".") || $0 == underscore || $0 == hyphen }
+                    && text.allSatisfy {
+                        isAlphanumeric($0) || $0 == UInt8(ascii: ".") || $0 == underscore || $0 == hyphen
+                    }
             }, otherwise: "\(name) is not a machine name")
     }
 

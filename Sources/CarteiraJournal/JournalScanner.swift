@@ -272,7 +272,8 @@ struct DecodedLine: Sendable {
                     requestID: requestID.map(bytes)))
         case let .keyRotated(machine, key, expires, reason):
             return EventBytes(
-                seq: seq, at: at, kind: .keyRotated(machine: bytes(machine), key: key, expires: expires, reason: reason))
+                seq: seq, at: at, kind: .keyRotated(machine: bytes(machine), key: key, expires: expires, reason: reason)
+            )
         }
     }
 }
@@ -321,7 +322,8 @@ final class ChainCheck: Sendable {
                     }
                     do throws(JournalFormatError) {
                         let text = UnsafeBufferPointer(rebasing: line[0..<(line.count - JournalCodec.hashSuffixLength)])
-                        decoded.append(DecodedLine(try JournalCodec.decodeFields(text), start: start, end: end, base: base))
+                        decoded.append(
+                            DecodedLine(try JournalCodec.decodeFields(text), start: start, end: end, base: base))
                     } catch {
                         return LineFailure(start: start, end: end, reason: error.reason)
                     }

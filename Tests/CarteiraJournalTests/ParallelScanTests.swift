@@ -229,7 +229,8 @@ struct ParallelScanTests {
         for at in [middle, 1, lineCount - 1] {
             let damaged = damage.apply(clean, at)
             try directory.writeJournal(damaged)
-            let (expected, expectedLedger) = referenceScan(damaged, passOverIncompleteLine: damage.passOverIncompleteLine)
+            let (expected, expectedLedger) = referenceScan(
+                damaged, passOverIncompleteLine: damage.passOverIncompleteLine)
             let span = Bodies(damaged).span(at, in: damaged)
             // Chunk edges exactly at the damaged line's start, just after
             // it, at its hash field, at its newline and just after it; and

@@ -52,15 +52,16 @@ enum JournalScanner {
     /// without `"\n"` is not a line.
     static let maxLineBytes = 4096
     static let chunkBytes = 1 << 20
-    /// Chunks read ahead of the one being applied: enough to keep both
-    /// cores hashing while the calling thread applies.
+    /// Chunks read and being checked ahead of the one being applied: enough
+    /// to keep the other core busy while the calling thread applies.
     static let chunksInFlight = 6
 
     /// - Parameters:
     ///   - chunkBytes: bytes read at a time (tests use tiny chunks to put
     ///     damage at chunk edges).
-    ///   - parallel: check the hash chain on other threads ahead of
-    ///     applying; false checks it on the calling thread, chunk by chunk.
+    ///   - parallel: check each chunk's lines (length, suffix, hash,
+    ///     fields) on other threads ahead of applying; false does the same
+    ///     work on the calling thread, a chunk at a time.
     static func scan(
         path: String, policy: KeyPolicy, passOverIncompleteLine: Bool, chunkBytes: Int = chunkBytes,
         parallel: Bool = true
@@ -103,12 +104,17 @@ enum JournalScanner {
             guard !pending.isEmpty else { break }
             let check = pending.removeFirst()
             check.done.wait()
-            let finished = try check.withResult { (chunk, decoded, failure) throws(JournalError) -> Bool in
-                try applier.apply(chunk, decoded: decoded, failure: failure)
+            let finished: Bool
+            do {
+                finished = try check.withResult { (chunk, decoded, failure) throws(JournalError) -> Bool in
+                    try applier.apply(chunk, decoded: decoded, failure: failure)
+                }
+            } catch {
+                // No chain check outlives the scan.
+                for other in pending { other.done.wait() }
+                throw error
             }
             if finished {
-                // Let the chain checks still running finish before the
-                // buffers they read go away.
                 for other in pending { other.done.wait() }
                 break
             }

@@ -295,7 +295,7 @@ public struct ConsoleInterpreter: Sendable {
                 [
                     .text(name.text), .text(record.key.text), .time(record.keyExpires), .money(record.balance),
                     .integer(Int64(openSessions)), .time(record.registeredAt),
-                    record.lastTransferAt.map(Cell.time) ?? .missing, .integer(Int64(record.transferIndices.count)),
+                    record.lastTransferAt.map(Cell.time) ?? .missing, .integer(Int64(record.transferCount)),
                 ]
             ])
         guard format == .table else { return rows.render(format, time: time) }

@@ -32,7 +32,7 @@ public enum Decision: Sendable, Hashable {
     case alreadyDone(TxID)
 }
 
-/// One machine's wallet and identity.
+/// One machine's wallet and identity, as the ledger reads it out.
 public struct MachineRecord: Sendable, Hashable {
     public var name: MachineName
     public var key: PaymentKey
@@ -41,16 +41,9 @@ public struct MachineRecord: Sendable, Hashable {
     public var balance: Centavos
     public var registeredAt: Timestamp
     public var lastTransferAt: Timestamp?
-    /// Indices into `Ledger.transfers`, oldest first.
-    public var transferIndices: [Int]
-}
-
-extension MachineRecord {
-    mutating func record(transfer index: Int, at time: Timestamp, balance: Centavos) {
-        self.balance = balance
-        lastTransferAt = time
-        transferIndices.append(index)
-    }
+    /// How many transfers it paid or received (`Ledger.history(of:limit:)`
+    /// lists them).
+    public var transferCount: Int
 }
 
 /// An accepted transfer with where it stands in the journal.
@@ -62,46 +55,76 @@ public struct TransferRecord: Sendable, Hashable {
     public var tx: TxID { transfer.tx }
 }
 
-struct KeyRecord: Sendable, Hashable {
-    var owner: MachineName
-    var expires: Timestamp
-    /// When it stopped being current, if it has.
-    var replacedAt: Timestamp?
+/// An event as the journal's decoder hands it to `apply`: numbers decoded,
+/// names and ids still the line's bytes, so replay builds no `String` per
+/// field. The buffers are only valid during the call.
+package struct EventBytes {
+    package var seq: Int64
+    /// Unix milliseconds.
+    package var at: Int64
+    package var kind: Kind
 
-    /// The moment the key stopped (or will stop) being current: its expiry,
-    /// or the rotation if that came earlier.
-    var stoppedAt: Timestamp {
-        if let replacedAt, replacedAt < expires { return replacedAt }
-        return expires
+    package enum Kind {
+        case genesis
+        case registered(
+            machine: UnsafeBufferPointer<UInt8>, key: KeyBits, expires: Int64, tokenDigest: DigestBits, balance: Int64)
+        case transfer(
+            tx: UnsafeBufferPointer<UInt8>, from: UnsafeBufferPointer<UInt8>, to: UnsafeBufferPointer<UInt8>,
+            key: KeyBits, amount: Int64, requestID: UnsafeBufferPointer<UInt8>?)
+        case keyRotated(machine: UnsafeBufferPointer<UInt8>, key: KeyBits, expires: Int64, reason: KeyRotationReason)
     }
-}
 
-struct RequestKey: Sendable, Hashable {
-    var machine: MachineName
-    var id: RequestID
+    package init(seq: Int64, at: Int64, kind: Kind) {
+        self.seq = seq
+        self.at = at
+        self.kind = kind
+    }
 }
 
 /// The ledger state machine: `decide` validates a command against the state
 /// and yields an event or a rejection; only `apply` changes the state, and
 /// replaying a journal is `apply` alone. Pure and deterministic.
+///
+/// The state is compact: machines, keys and transfers are fixed-size
+/// records in arrays indexed by dense ids; names and request ids live in
+/// byte arenas. `machines` and `transfers` read it out as records.
 public struct Ledger: Sendable {
     public var policy: KeyPolicy
     /// The last applied event's `seq`; -1 before the genesis line.
     public private(set) var lastSeq: Int64 = -1
-    public private(set) var machines: [MachineName: MachineRecord] = [:]
-    /// Every transfer, in journal order.
-    public private(set) var transfers: [TransferRecord] = []
     /// All the money there is: the sum of every initial balance.
     public private(set) var totalMoney = Centavos.zero
     public private(set) var eventCount = 0
-    private var keys: [PaymentKey: KeyRecord] = [:]
-    private var transferIndexByTx: [TxID: Int] = [:]
-    private var transferIndexByRequest: [RequestKey: Int] = [:]
-    /// No key expires before this: lets the rotation timer skip its scan.
-    private var earliestExpiry: Timestamp?
+    /// In registration order.
+    private var machineSlots: [MachineSlot] = []
+    /// Name bytes → index into `machineSlots`.
+    private var machinesByName = ByteTable()
+    /// Every key ever issued.
+    private var keySlots: [KeySlot] = []
+    private var keysByBits: [KeyBits: UInt32] = [:]
+    /// Every transfer, in journal (so `seq`) order.
+    private var transferSlots: [TransferSlot] = []
+    /// Request id bytes, hashed with the payer's index → index into
+    /// `transferSlots`.
+    private var transfersByRequest = ByteTable()
+    /// No key expires before this (Unix ms): lets the rotation timer skip
+    /// its scan.
+    private var earliestExpiry: Int64?
 
     public init(policy: KeyPolicy = KeyPolicy()) {
         self.policy = policy
+    }
+
+    /// Every machine, read out as records.
+    public var machines: Machines { Machines(ledger: self) }
+
+    /// Every transfer, in journal order, read out as records.
+    public var transfers: Transfers { Transfers(ledger: self) }
+
+    /// Makes room for `count` transfers at once (replay knows about how many
+    /// from the journal's size); untouched room costs no resident memory.
+    package mutating func reserveCapacity(transfers count: Int) {
+        transferSlots.reserveCapacity(count)
     }
 
     // MARK: Deciding
@@ -111,13 +134,13 @@ public struct Ledger: Sendable {
         let seq = lastSeq + 1
         switch command {
         case let .register(machine, tokenDigest, key, initialBalance):
-            if machines[machine] != nil {
+            if machineIndex(of: machine) != nil {
                 return .reject(Rejection(.machineExists, "machine \(machine) is already registered"))
             }
             guard initialBalance >= .zero, totalMoney.adding(initialBalance) != nil else {
                 return .reject(Rejection(.badAmount, "initial balance cannot be represented"))
             }
-            precondition(keys[key] == nil, "a fresh key collided with an issued one")
+            precondition(!knowsKey(key), "a fresh key collided with an issued one")
             let registration = Event.Registration(
                 machine: machine, key: key, expires: now.adding(seconds: policy.ttlSeconds),
                 tokenDigest: tokenDigest, balance: initialBalance)
@@ -128,39 +151,42 @@ public struct Ledger: Sendable {
             guard amount > .zero else {
                 return .reject(Rejection(.badAmount, "amount must be greater than zero"))
             }
-            guard let sender = machines[from] else {
+            guard let sender = machineIndex(of: from) else {
                 return .reject(Rejection(.notLoggedIn, "machine \(from) is not registered"))
             }
-            if let requestID, let index = transferIndexByRequest[RequestKey(machine: from, id: requestID)] {
-                let first = transfers[index].transfer
-                if PaymentKey(keyText) == first.key && amount == first.amount {
-                    return .alreadyDone(first.tx)
+            if let requestID, let index = transferIndex(payer: sender, requestID: requestID.text) {
+                let first = transferSlots[Int(index)]
+                let tx = TxID(seq: first.seq)
+                if keyBits(keyText) == keySlots[Int(first.key)].bits && amount.value == first.amount {
+                    return .alreadyDone(tx)
                 }
                 return .reject(
-                    Rejection(.requestIDReused, "request id \(requestID) was used for another transfer (\(first.tx))"))
+                    Rejection(.requestIDReused, "request id \(requestID) was used for another transfer (\(tx))"))
             }
-            let payee: MachineName
-            switch owner(ofKey: keyText, at: now) {
-            case let .success(name): payee = name
+            let payee: UInt32
+            switch ownerIndex(ofKey: keyText, at: now) {
+            case let .success(index): payee = index
             case let .failure(rejection): return .reject(rejection)
             }
-            guard payee != from else {
+            guard payee != sender else {
                 return .reject(Rejection(.selfTransfer, "key belongs to \(from) itself"))
             }
-            guard sender.balance >= amount else {
-                return .reject(Rejection(.insufficientFunds, "balance \(sender.balance.brl) is below \(amount.brl)"))
+            let balance = Centavos(machineSlots[Int(sender)].balance)
+            guard balance >= amount else {
+                return .reject(Rejection(.insufficientFunds, "balance \(balance.brl) is below \(amount.brl)"))
             }
             // The key resolved, so it parses.
             guard let key = PaymentKey(keyText) else { return .reject(Rejection(.unknownKey, "no such key")) }
             let transfer = Event.Transfer(
-                tx: TxID(seq: seq), from: from, to: payee, key: key, amount: amount, requestID: requestID)
+                tx: TxID(seq: seq), from: from, to: machineSlots[Int(payee)].name, key: key, amount: amount,
+                requestID: requestID)
             return .accept(Event(seq: seq, at: now, kind: .transfer(transfer)))
 
         case let .rotateKey(machine, newKey, reason):
-            guard machines[machine] != nil else {
+            guard machineIndex(of: machine) != nil else {
                 return .reject(Rejection(.unknownMachine, "no machine named \(machine)"))
             }
-            precondition(keys[newKey] == nil, "a fresh key collided with an issued one")
+            precondition(!knowsKey(newKey), "a fresh key collided with an issued one")
             let rotation = Event.KeyRotation(
                 machine: machine, key: newKey, expires: now.adding(seconds: policy.ttlSeconds), reason: reason)
             return .accept(Event(seq: seq, at: now, kind: .keyRotated(rotation)))
@@ -172,6 +198,60 @@ public struct Ledger: Sendable {
     /// Applies one event. Checks every ledger rule, so a journal that breaks
     /// one is refused on replay; an event from `decide` always applies.
     public mutating func apply(_ event: Event) throws(LedgerViolation) {
+        var failure: LedgerViolation?
+        let seq = event.seq
+        let at = event.at.milliseconds
+        switch event.kind {
+        case .genesis:
+            failure = applying(EventBytes(seq: seq, at: at, kind: .genesis))
+        case let .registered(r):
+            withBytes(r.machine.text) { machine in
+                failure = applying(
+                    EventBytes(
+                        seq: seq, at: at,
+                        kind: .registered(
+                            machine: machine, key: KeyBits(r.key), expires: r.expires.milliseconds,
+                            tokenDigest: DigestBits(r.tokenDigest), balance: r.balance.value)))
+            }
+        case let .transfer(t):
+            withBytes(t.tx.text) { tx in
+                withBytes(t.from.text) { from in
+                    withBytes(t.to.text) { to in
+                        withBytes(t.requestID?.text) { requestID in
+                            failure = applying(
+                                EventBytes(
+                                    seq: seq, at: at,
+                                    kind: .transfer(
+                                        tx: tx, from: from, to: to, key: KeyBits(t.key), amount: t.amount.value,
+                                        requestID: requestID)))
+                        }
+                    }
+                }
+            }
+        case let .keyRotated(k):
+            withBytes(k.machine.text) { machine in
+                failure = applying(
+                    EventBytes(
+                        seq: seq, at: at,
+                        kind: .keyRotated(
+                            machine: machine, key: KeyBits(k.key), expires: k.expires.milliseconds, reason: k.reason)))
+            }
+        }
+        if let failure { throw failure }
+    }
+
+    private mutating func applying(_ event: EventBytes) -> LedgerViolation? {
+        do throws(LedgerViolation) {
+            try apply(event)
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    /// Applies one event given as the journal line's bytes: the same rules,
+    /// in the same order, as `apply(_: Event)`, which comes here.
+    package mutating func apply(_ event: EventBytes) throws(LedgerViolation) {
         guard event.seq == lastSeq + 1 else {
             throw LedgerViolation("seq \(event.seq) does not follow \(lastSeq)")
         }
@@ -179,151 +259,356 @@ public struct Ledger: Sendable {
         case .genesis:
             guard lastSeq == -1 else { throw LedgerViolation("genesis after the first line") }
 
-        case let .registered(registration):
+        case let .registered(machine, key, expires, tokenDigest, balance):
             guard lastSeq >= 0 else { throw LedgerViolation("event before the genesis line") }
-            guard machines[registration.machine] == nil else {
-                throw LedgerViolation("machine \(registration.machine) registered twice")
+            let nameHash = ByteTable.hash(UnsafeRawBufferPointer(machine), seed: 0)
+            guard machinesByName.find(UnsafeRawBufferPointer(machine), hash: nameHash) == nil else {
+                throw LedgerViolation("machine \(text(machine)) registered twice")
             }
-            guard keys[registration.key] == nil else {
-                throw LedgerViolation("key \(registration.key) issued twice")
+            guard keysByBits[key] == nil else {
+                throw LedgerViolation("key \(key.paymentKey) issued twice")
             }
-            guard registration.balance >= .zero else {
-                throw LedgerViolation("negative initial balance for \(registration.machine)")
+            guard balance >= 0 else {
+                throw LedgerViolation("negative initial balance for \(text(machine))")
             }
-            guard let total = totalMoney.adding(registration.balance) else {
+            guard let total = totalMoney.adding(Centavos(balance)) else {
                 throw LedgerViolation("total money overflows")
             }
+            guard let name = MachineName(text(machine)) else {
+                throw LedgerViolation("\(text(machine)) is not a machine name")
+            }
+            precondition(machineSlots.count < Int(Int32.max), "more machines than a dense index holds")
             totalMoney = total
-            machines[registration.machine] = MachineRecord(
-                name: registration.machine, key: registration.key, keyExpires: registration.expires,
-                tokenDigest: registration.tokenDigest, balance: registration.balance, registeredAt: event.at,
-                lastTransferAt: nil, transferIndices: [])
-            keys[registration.key] = KeyRecord(owner: registration.machine, expires: registration.expires)
-            noteExpiry(registration.expires)
+            let index = UInt32(machineSlots.count)
+            let keyIndex = addKey(key, owner: index, expires: expires)
+            machineSlots.append(
+                MachineSlot(
+                    name: name, key: keyIndex, keyExpires: expires, tokenDigest: tokenDigest, balance: balance,
+                    registeredAt: event.at, lastTransferAt: Int64.min, newestTransfer: -1, transferCount: 0))
+            machinesByName.insert(UnsafeRawBufferPointer(machine), hash: nameHash, value: index)
+            noteExpiry(expires)
 
-        case let .transfer(transfer):
+        case let .transfer(tx, from, to, key, amount, requestID):
             guard lastSeq >= 0 else { throw LedgerViolation("event before the genesis line") }
-            // Read-only copies for the checks; the records are then changed in
-            // place, so their transfer lists are not copied on every transfer.
-            guard let sender = machines[transfer.from] else {
-                throw LedgerViolation("transfer from unknown machine \(transfer.from)")
+            guard let sender = machineIndex(ofBytes: from) else {
+                throw LedgerViolation("transfer from unknown machine \(text(from))")
             }
-            guard let payee = machines[transfer.to] else {
-                throw LedgerViolation("transfer to unknown machine \(transfer.to)")
-            }
-            guard transfer.from != transfer.to else { throw LedgerViolation("transfer to itself") }
-            guard transfer.amount > .zero else { throw LedgerViolation("amount not positive") }
-            guard keys[transfer.key]?.owner == transfer.to else {
-                throw LedgerViolation("key \(transfer.key) was never \(transfer.to)'s")
-            }
-            guard transferIndexByTx[transfer.tx] == nil else {
-                throw LedgerViolation("tx \(transfer.tx) appears twice")
-            }
-            if let requestID = transfer.requestID,
-                transferIndexByRequest[RequestKey(machine: transfer.from, id: requestID)] != nil
+            // The key names its owner: when that is `to`, the name needs no
+            // look-up of its own.
+            let keyIndex = keysByBits[key]
+            let payee: UInt32
+            if let keyIndex, machinesByName.entryEquals(Int(keySlots[Int(keyIndex)].owner), UnsafeRawBufferPointer(to))
             {
-                throw LedgerViolation("request id \(requestID) of \(transfer.from) used twice")
+                payee = keySlots[Int(keyIndex)].owner
+            } else {
+                guard let named = machineIndex(ofBytes: to) else {
+                    throw LedgerViolation("transfer to unknown machine \(text(to))")
+                }
+                payee = named
             }
-            guard let senderAfter = sender.balance.subtracting(transfer.amount), senderAfter >= .zero else {
-                throw LedgerViolation("balance of \(transfer.from) would go below zero")
+            guard sender != payee else { throw LedgerViolation("transfer to itself") }
+            guard amount > 0 else { throw LedgerViolation("amount not positive") }
+            guard let keyIndex, keySlots[Int(keyIndex)].owner == payee else {
+                throw LedgerViolation("key \(key.paymentKey) was never \(text(to))'s")
             }
-            guard let payeeAfter = payee.balance.adding(transfer.amount) else {
-                throw LedgerViolation("balance of \(transfer.to) overflows")
+            // A tx is its transfer's seq (`TxID(seq:)`), which is why the
+            // ledger does not store it: so no tx can appear twice either.
+            guard TxID.seq(ofText: tx) == event.seq else {
+                if let earlier = TxID.seq(ofText: tx), transferIndex(seq: earlier) != nil {
+                    throw LedgerViolation("tx \(text(tx)) appears twice")
+                }
+                throw LedgerViolation("tx \(text(tx)) is not \(TxID(seq: event.seq)), the one its seq gives")
             }
-            let index = transfers.count
-            transfers.append(TransferRecord(seq: event.seq, at: event.at, transfer: transfer))
-            transferIndexByTx[transfer.tx] = index
-            if let requestID = transfer.requestID {
-                transferIndexByRequest[RequestKey(machine: transfer.from, id: requestID)] = index
+            var requestHash: UInt32 = 0
+            if let requestID {
+                requestHash = ByteTable.hash(UnsafeRawBufferPointer(requestID), seed: sender)
+                let earlier = transfersByRequest.find(UnsafeRawBufferPointer(requestID), hash: requestHash) {
+                    transferSlots[Int($0)].from == sender
+                }
+                guard earlier == nil else {
+                    throw LedgerViolation("request id \(text(requestID)) of \(text(from)) used twice")
+                }
             }
-            machines[transfer.from]?.record(transfer: index, at: event.at, balance: senderAfter)
-            machines[transfer.to]?.record(transfer: index, at: event.at, balance: payeeAfter)
+            let senderBalance = machineSlots[Int(sender)].balance
+            let payeeBalance = machineSlots[Int(payee)].balance
+            let (senderAfter, underflow) = senderBalance.subtractingReportingOverflow(amount)
+            guard !underflow, senderAfter >= 0 else {
+                throw LedgerViolation("balance of \(text(from)) would go below zero")
+            }
+            let (payeeAfter, overflow) = payeeBalance.addingReportingOverflow(amount)
+            guard !overflow else {
+                throw LedgerViolation("balance of \(text(to)) overflows")
+            }
+            precondition(transferSlots.count < Int(Int32.max), "more transfers than a dense index holds")
+            let index = UInt32(transferSlots.count)
+            var request = TransferSlot.noRequest
+            if let requestID {
+                request = UInt32(transfersByRequest.count)
+                transfersByRequest.insert(UnsafeRawBufferPointer(requestID), hash: requestHash, value: index)
+            }
+            let previousOfPayer = machineSlots[Int(sender)].record(transfer: index, at: event.at, balance: senderAfter)
+            let previousOfPayee = machineSlots[Int(payee)].record(transfer: index, at: event.at, balance: payeeAfter)
+            transferSlots.append(
+                TransferSlot(
+                    seq: event.seq, at: event.at, amount: amount, from: sender, to: payee, key: keyIndex,
+                    request: request, previousOfPayer: previousOfPayer, previousOfPayee: previousOfPayee))
 
-        case let .keyRotated(rotation):
+        case let .keyRotated(machine, key, expires, _):
             guard lastSeq >= 0 else { throw LedgerViolation("event before the genesis line") }
-            guard let machine = machines[rotation.machine] else {
-                throw LedgerViolation("key rotation for unknown machine \(rotation.machine)")
+            guard let index = machineIndex(ofBytes: machine) else {
+                throw LedgerViolation("key rotation for unknown machine \(text(machine))")
             }
-            guard keys[rotation.key] == nil else { throw LedgerViolation("key \(rotation.key) issued twice") }
-            keys[machine.key]?.replacedAt = event.at
-            machines[rotation.machine]?.key = rotation.key
-            machines[rotation.machine]?.keyExpires = rotation.expires
-            keys[rotation.key] = KeyRecord(owner: rotation.machine, expires: rotation.expires)
-            noteExpiry(rotation.expires)
+            guard keysByBits[key] == nil else { throw LedgerViolation("key \(key.paymentKey) issued twice") }
+            keySlots[Int(machineSlots[Int(index)].key)].replacedAt = event.at
+            machineSlots[Int(index)].key = addKey(key, owner: index, expires: expires)
+            machineSlots[Int(index)].keyExpires = expires
+            noteExpiry(expires)
         }
         lastSeq = event.seq
         eventCount += 1
     }
 
-    private mutating func noteExpiry(_ expires: Timestamp) {
+    private mutating func addKey(_ key: KeyBits, owner: UInt32, expires: Int64) -> UInt32 {
+        let index = UInt32(keySlots.count)
+        keySlots.append(KeySlot(bits: key, owner: owner, expires: expires, replacedAt: Int64.max))
+        keysByBits[key] = index
+        return index
+    }
+
+    private mutating func noteExpiry(_ expires: Int64) {
         if let earliest = earliestExpiry, earliest <= expires { return }
         earliestExpiry = expires
+    }
+
+    // MARK: Looking up
+
+    private func machineIndex(of name: MachineName) -> UInt32? {
+        withBytes(name.text) { machineIndex(ofBytes: $0) }
+    }
+
+    private func machineIndex(ofBytes name: UnsafeBufferPointer<UInt8>) -> UInt32? {
+        let raw = UnsafeRawBufferPointer(name)
+        return machinesByName.find(raw, hash: ByteTable.hash(raw, seed: 0))
+    }
+
+    private func transferIndex(payer: UInt32, requestID: String) -> UInt32? {
+        withBytes(requestID) { bytes in
+            let raw = UnsafeRawBufferPointer(bytes)
+            return transfersByRequest.find(raw, hash: ByteTable.hash(raw, seed: payer)) {
+                transferSlots[Int($0)].from == payer
+            }
+        }
+    }
+
+    /// The transfer with this `seq`: transfers are in `seq` order.
+    private func transferIndex(seq: Int64) -> Int? {
+        var low = 0
+        var high = transferSlots.count
+        while low < high {
+            let middle = (low + high) / 2
+            if transferSlots[middle].seq < seq { low = middle + 1 } else { high = middle }
+        }
+        return low < transferSlots.count && transferSlots[low].seq == seq ? low : nil
+    }
+
+    /// The key `keyText` names, folding upper case as `PaymentKey` does.
+    private func keyBits(_ keyText: String) -> KeyBits? {
+        withBytes(keyText) { KeyBits($0, foldingCase: true) }
+    }
+
+    private func ownerIndex(ofKey keyText: String, at now: Timestamp) -> Result<UInt32, Rejection> {
+        guard let bits = keyBits(keyText), let index = keysByBits[bits] else {
+            return .failure(Rejection(.unknownKey, "no machine has that key"))
+        }
+        let record = keySlots[Int(index)]
+        if now > Timestamp(milliseconds: record.stoppedAt).adding(seconds: policy.graceSeconds) {
+            return .failure(Rejection(.expiredKey, "that key was replaced; ask the payee for the current one"))
+        }
+        return .success(record.owner)
+    }
+
+    fileprivate func machineRecord(at index: Int) -> MachineRecord {
+        let slot = machineSlots[index]
+        return MachineRecord(
+            name: slot.name, key: keySlots[Int(slot.key)].bits.paymentKey,
+            keyExpires: Timestamp(milliseconds: slot.keyExpires), tokenDigest: slot.tokenDigest.tokenDigest,
+            balance: Centavos(slot.balance), registeredAt: Timestamp(milliseconds: slot.registeredAt),
+            lastTransferAt: slot.lastTransferAt == Int64.min ? nil : Timestamp(milliseconds: slot.lastTransferAt),
+            transferCount: Int(slot.transferCount))
+    }
+
+    fileprivate func machineRecord(named name: MachineName) -> MachineRecord? {
+        machineIndex(of: name).map { machineRecord(at: Int($0)) }
+    }
+
+    fileprivate var machineCount: Int { machineSlots.count }
+    fileprivate var transferCount: Int { transferSlots.count }
+
+    fileprivate func transferRecord(at index: Int) -> TransferRecord {
+        let slot = transferSlots[index]
+        var requestID: RequestID?
+        if slot.request != TransferSlot.noRequest {
+            requestID = RequestID(transfersByRequest.string(Int(slot.request)))
+        }
+        let transfer = Event.Transfer(
+            tx: TxID(seq: slot.seq), from: machineSlots[Int(slot.from)].name, to: machineSlots[Int(slot.to)].name,
+            key: keySlots[Int(slot.key)].bits.paymentKey, amount: Centavos(slot.amount), requestID: requestID)
+        return TransferRecord(seq: slot.seq, at: Timestamp(milliseconds: slot.at), transfer: transfer)
     }
 
     // MARK: Reading
 
     /// Who owns the key `keyText` at `now`, for `CHECK` and `SEND`.
     public func owner(ofKey keyText: String, at now: Timestamp) -> Result<MachineName, Rejection> {
-        guard let key = PaymentKey(keyText), let record = keys[key] else {
-            return .failure(Rejection(.unknownKey, "no machine has that key"))
-        }
-        if now > record.stoppedAt.adding(seconds: policy.graceSeconds) {
-            return .failure(Rejection(.expiredKey, "that key was replaced; ask the payee for the current one"))
-        }
-        return .success(record.owner)
+        ownerIndex(ofKey: keyText, at: now).map { machineSlots[Int($0)].name }
     }
 
     /// The machine `name` if `tokenDigest` is its token's.
     public func authenticate(_ name: MachineName, tokenDigest: TokenDigest?) -> Result<MachineRecord, Rejection> {
-        guard let machine = machines[name] else {
+        guard let index = machineIndex(of: name) else {
             return .failure(Rejection(.unknownMachine, "no machine named \(name)"))
         }
-        guard let tokenDigest, tokenDigest == machine.tokenDigest else {
+        guard let tokenDigest, DigestBits(tokenDigest) == machineSlots[Int(index)].tokenDigest else {
             return .failure(Rejection(.badToken, "wrong token for \(name)"))
         }
-        return .success(machine)
+        return .success(machineRecord(at: Int(index)))
     }
 
     public func transfer(_ tx: TxID) -> TransferRecord? {
-        transferIndexByTx[tx].map { transfers[$0] }
+        guard let seq = withBytes(tx.text, { TxID.seq(ofText: $0) }), let index = transferIndex(seq: seq) else {
+            return nil
+        }
+        return transferRecord(at: index)
     }
 
     /// A machine's transfers, newest first, at most `limit`.
     public func history(of name: MachineName, limit: Int) -> [TransferRecord] {
-        guard let indices = machines[name]?.transferIndices else { return [] }
-        return indices.suffix(max(0, limit)).reversed().map { transfers[$0] }
+        guard let machine = machineIndex(of: name) else { return [] }
+        var records: [TransferRecord] = []
+        var next = machineSlots[Int(machine)].newestTransfer
+        while next >= 0 && records.count < limit {
+            records.append(transferRecord(at: Int(next)))
+            next = transferSlots[Int(next)].previous(of: machine)
+        }
+        return records
     }
 
     /// Every transfer, newest first, at most `limit`.
     public func history(limit: Int) -> [TransferRecord] {
-        transfers.suffix(max(0, limit)).reversed()
+        let count = transferSlots.count
+        return (max(0, count - max(0, limit))..<count).reversed().map { transferRecord(at: $0) }
     }
 
     /// The machines whose current key has reached its expiry at `now`, in name
     /// order, for the rotation timer. Cheap when nothing is due.
     public func machinesWithExpiredKeys(at now: Timestamp) -> [MachineName] {
-        guard let earliest = earliestExpiry, now >= earliest else { return [] }
-        return machines.values.filter { now >= $0.keyExpires }.map(\.name).sorted()
+        guard let earliest = earliestExpiry, now.milliseconds >= earliest else { return [] }
+        return machineSlots.filter { now.milliseconds >= $0.keyExpires }.map(\.name).sorted()
     }
 
     /// Recomputes the earliest expiry after the timer rotated keys; the
     /// stored value only ever moves earlier on `apply`.
     public mutating func refreshEarliestExpiry() {
-        earliestExpiry = machines.values.map(\.keyExpires).min()
+        earliestExpiry = machineSlots.map(\.keyExpires).min()
     }
 
     /// True when `key` was ever issued.
-    public func knowsKey(_ key: PaymentKey) -> Bool { keys[key] != nil }
+    public func knowsKey(_ key: PaymentKey) -> Bool { keysByBits[KeyBits(key)] != nil }
 
     /// Checks the invariants: money conserved, nothing negative. For tests
     /// and `verify`; O(machines).
     public func checkInvariants() -> LedgerViolation? {
         var sum = Centavos.zero
-        for machine in machines.values {
-            if machine.balance < .zero { return LedgerViolation("\(machine.name) is below zero") }
-            guard let next = sum.adding(machine.balance) else { return LedgerViolation("sum overflows") }
+        for machine in machineSlots {
+            if machine.balance < 0 { return LedgerViolation("\(machine.name) is below zero") }
+            guard let next = sum.adding(Centavos(machine.balance)) else { return LedgerViolation("sum overflows") }
             sum = next
         }
         return sum == totalMoney ? nil : LedgerViolation("balances sum to \(sum.value), expected \(totalMoney.value)")
     }
+}
+
+extension MachineSlot {
+    /// Records its transfer `index`; returns its transfer before.
+    mutating func record(transfer index: UInt32, at time: Int64, balance: Int64) -> Int32 {
+        self.balance = balance
+        lastTransferAt = time
+        transferCount += 1
+        defer { newestTransfer = Int32(index) }
+        return newestTransfer
+    }
+}
+
+extension Ledger {
+    /// The ledger's machines by name, read out as `MachineRecord`s.
+    public struct Machines: Sendable, Equatable {
+        fileprivate let ledger: Ledger
+
+        public var count: Int { ledger.machineCount }
+        public var isEmpty: Bool { count == 0 }
+
+        public subscript(name: MachineName) -> MachineRecord? { ledger.machineRecord(named: name) }
+
+        /// Every machine, in registration order.
+        public var values: [MachineRecord] { (0..<count).map { ledger.machineRecord(at: $0) } }
+
+        /// Every machine's name, in registration order.
+        public var keys: [MachineName] { ledger.machineSlots.map(\.name) }
+
+        /// The same machines with the same records, whatever the order.
+        public static func == (lhs: Machines, rhs: Machines) -> Bool {
+            lhs.count == rhs.count && lhs.values.allSatisfy { rhs[$0.name] == $0 }
+        }
+    }
+
+    /// The ledger's transfers in journal order, read out as `TransferRecord`s.
+    public struct Transfers: RandomAccessCollection, Sendable, Equatable {
+        fileprivate let ledger: Ledger
+
+        public var startIndex: Int { 0 }
+        public var endIndex: Int { ledger.transferCount }
+
+        public subscript(position: Int) -> TransferRecord {
+            precondition(indices.contains(position), "transfer index out of range")
+            return ledger.transferRecord(at: position)
+        }
+
+        public static func == (lhs: Transfers, rhs: Transfers) -> Bool {
+            lhs.elementsEqual(rhs)
+        }
+    }
+}
+
+extension TxID {
+    /// The `seq` a tx written as `TxID(seq:)` writes it (`T000000000042` is
+    /// 42); nil for any other text.
+    package static func seq(ofText text: UnsafeBufferPointer<UInt8>) -> Int64? {
+        let digits = text.count - 1
+        guard digits >= 12, digits <= 19, text[0] == UInt8(ascii: "T") else { return nil }
+        // Twelve digits are zero-padded; more never start with a zero.
+        if digits > 12, text[1] == UInt8(ascii: "0") { return nil }
+        var value: Int64 = 0
+        for byte in text[1...] {
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+            let (times10, overflow1) = value.multipliedReportingOverflow(by: 10)
+            let (sum, overflow2) = times10.addingReportingOverflow(Int64(byte - UInt8(ascii: "0")))
+            guard !overflow1, !overflow2 else { return nil }
+            value = sum
+        }
+        return value
+    }
+}
+
+private func withBytes<R>(_ text: String, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+    var text = text
+    return text.withUTF8(body)
+}
+
+private func withBytes<R>(_ text: String?, _ body: (UnsafeBufferPointer<UInt8>?) -> R) -> R {
+    guard var text else { return body(nil) }
+    return text.withUTF8 { body($0) }
+}
+
+private func text(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
+    String(decoding: bytes, as: UTF8.self)
 }

@@ -42,7 +42,13 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
 
     /// Parses exactly the form `iso8601` writes; anything else is `nil`.
     public init?(iso8601 text: some StringProtocol) {
-        let bytes = Array(text.utf8)
+        var text = String(text)
+        guard let parsed = text.withUTF8({ Timestamp(iso8601Bytes: $0) }) else { return nil }
+        self = parsed
+    }
+
+    /// `init?(iso8601:)` on UTF-8 bytes, for the journal's decoder.
+    package init?(iso8601Bytes bytes: UnsafeBufferPointer<UInt8>) {
         guard bytes.count == 24, bytes[4] == UInt8(ascii: "-"), bytes[7] == UInt8(ascii: "-"),
             bytes[10] == UInt8(ascii: "T"), bytes[13] == UInt8(ascii: ":"), bytes[16] == UInt8(ascii: ":"),
             bytes[19] == UInt8(ascii: "."), bytes[23] == UInt8(ascii: "Z")

@@ -84,6 +84,12 @@ public struct PaymentKey: Sendable, Hashable, CustomStringConvertible {
         self.text = folded ? String(text).lowercased() : String(text)
     }
 
+    /// A key from text already known to be a lower-case UUID v4 (the
+    /// ledger's own bits formatted back), without checking it again.
+    init(checkedText text: String) {
+        self.text = text
+    }
+
     /// Builds a version 4 key from 16 random bytes (the caller supplies the
     /// randomness: the core draws none itself).
     public init(randomBytes: [UInt8]) {
@@ -135,6 +141,11 @@ public struct Token: Sendable, Hashable {
 /// The SHA-256 of a token, 64 lower-case hex digits: all the ledger keeps.
 public struct TokenDigest: Sendable, Hashable, CustomStringConvertible {
     public let text: String
+
+    /// A digest from text already known to be 64 lower-case hex digits.
+    init(checkedText text: String) {
+        self.text = text
+    }
 
     @inlinable
     public init?(_ text: some StringProtocol) {

@@ -36,7 +36,7 @@ public enum JournalCodec {
         }
         let event = try bytes.withUnsafeBufferPointer { (line) throws(JournalFormatError) -> Event in
             try previous.withUnsafeBufferPointer { (previous) throws(JournalFormatError) -> Event in
-                try decodeLine(line, previousHash: previous)
+                try JournalCodec.event(decodeLine(line, previousHash: previous))
             }
         }
         return (event, String(decoding: bytes.suffix(hashLength), as: UTF8.self))
@@ -88,22 +88,42 @@ public enum JournalCodec {
     static let hashSuffixLength = 6 + hashLength
 
     /// Decodes `line` (without its `"\n"`) and checks its hash against
-    /// `previousHash` (64 hex bytes). The line's own hash is its last 64 bytes.
+    /// `previousHash` (64 hex bytes). The line's own hash is its last 64
+    /// bytes. The event's names and ids point into `line`.
     static func decodeLine(
         _ line: UnsafeBufferPointer<UInt8>, previousHash: UnsafeBufferPointer<UInt8>
-    ) throws(JournalFormatError) -> Event {
-        let textCount = line.count - hashSuffixLength
-        guard textCount > 0, matches(line, at: textCount, " hash=") else {
-            throw JournalFormatError("the line does not end with hash=<64 hex>")
+    ) throws(JournalFormatError) -> EventBytes {
+        if let failure = checkChain(line, previousHash: previousHash) { throw JournalFormatError(failure.reason) }
+        return try decodeFields(UnsafeBufferPointer(rebasing: line[0..<(line.count - hashSuffixLength)]))
+    }
+
+    /// Why a line fails the first two checks of replay, in their order: the
+    /// ` hash=<64 hex>` suffix, then the hash chain.
+    enum ChainFailure: Sendable, Hashable {
+        case suffix
+        case hash
+
+        var reason: String {
+            switch self {
+            case .suffix: "the line does not end with hash=<64 hex>"
+            case .hash: "hash does not match: the line or one before it was changed"
+            }
         }
+    }
+
+    /// Checks the suffix form and the hash of `line` (without its `"\n"`)
+    /// against `previousHash`. Depends on nothing but the two, so lines can
+    /// be checked on any thread, ahead of decoding.
+    static func checkChain(_ line: UnsafeBufferPointer<UInt8>, previousHash: UnsafeBufferPointer<UInt8>)
+        -> ChainFailure?
+    {
+        let textCount = line.count - hashSuffixLength
+        guard textCount > 0, matches(line, at: textCount, " hash=") else { return .suffix }
         for index in (textCount + 6)..<line.count where !isLowerHexDigit(line[index]) {
-            throw JournalFormatError("the line does not end with hash=<64 hex>")
+            return .suffix
         }
         let text = UnsafeBufferPointer(rebasing: line[0..<textCount])
-        guard hashMatches(line, previousHash: previousHash, text: text) else {
-            throw JournalFormatError("hash does not match: the line or one before it was changed")
-        }
-        return try decodeFields(text)
+        return hashMatches(line, previousHash: previousHash, text: text) ? nil : .hash
     }
 
     private static func hashMatches(
@@ -124,59 +144,96 @@ public enum JournalCodec {
         }
     }
 
-    private static func decodeFields(_ text: UnsafeBufferPointer<UInt8>) throws(JournalFormatError) -> Event {
+    /// Decodes the fields byte by byte: numbers and times are decoded, names
+    /// and ids are checked and left as slices of `text`.
+    static func decodeFields(_ text: UnsafeBufferPointer<UInt8>) throws(JournalFormatError) -> EventBytes {
         var fields = FieldCursor(bytes: text)
-        guard let seq = canonicalInteger(try fields.next("seq")) else {
-            throw JournalFormatError("seq is not a canonical non-negative integer")
-        }
+        let seq = try fields.integer("seq")
         let at = try fields.timestamp("at")
         let type = try fields.next("type")
-        let kind: Event.Kind
-        if equals(type, "genesis") {
-            let format = try fields.next("format")
-            guard equals(format, formatVersion) else {
-                throw JournalFormatError("unsupported format \(string(format))")
-            }
-            kind = .genesis
+        let kind: EventBytes.Kind
+        if equals(type, "transfer") {
+            let tx = try fields.value(
+                "tx", valid: { $0.count <= 40 && $0.allSatisfy { isAlphanumeric($0) || $0 == hyphen } },
+                otherwise: "tx is not a transfer id")
+            let from = try fields.machine("from")
+            let to = try fields.machine("to")
+            let key = try fields.key("key")
+            let amount = try fields.integer("amount")
+            let req = try fields.value(
+                "req",
+                valid: { $0.count <= 64 && $0.allSatisfy { isAlphanumeric($0) || $0 == hyphen || $0 == underscore } },
+                otherwise: "req is not a request id")
+            let requestID = equals(req, "-") ? nil : req
+            kind = .transfer(tx: tx, from: from, to: to, key: key, amount: amount, requestID: requestID)
         } else if equals(type, "registered") {
             let machine = try fields.machine("machine")
             let key = try fields.key("key")
             let expires = try fields.timestamp("expires")
-            guard let token = TokenDigest(string(try fields.next("token"))) else {
-                throw JournalFormatError("token is not 64 lower-case hex digits")
-            }
-            let balance = try fields.centavos("balance")
-            kind = .registered(
-                Event.Registration(machine: machine, key: key, expires: expires, tokenDigest: token, balance: balance))
-        } else if equals(type, "transfer") {
-            guard let tx = TxID(string(try fields.next("tx"))) else {
-                throw JournalFormatError("tx is not a transfer id")
-            }
-            let from = try fields.machine("from")
-            let to = try fields.machine("to")
-            let key = try fields.key("key")
-            let amount = try fields.centavos("amount")
-            let req = try fields.next("req")
-            var requestID: RequestID?
-            if !equals(req, "-") {
-                guard let id = RequestID(string(req)) else { throw JournalFormatError("req is not a request id") }
-                requestID = id
-            }
-            kind = .transfer(
-                Event.Transfer(tx: tx, from: from, to: to, key: key, amount: amount, requestID: requestID))
+            var token = DigestBits(words: (0, 0, 0, 0))
+            _ = try fields.value(
+                "token",
+                valid: { text in
+                    guard let parsed = DigestBits(text) else { return false }
+                    token = parsed
+                    return true
+                }, otherwise: "token is not 64 lower-case hex digits")
+            let balance = try fields.integer("balance")
+            kind = .registered(machine: machine, key: key, expires: expires, tokenDigest: token, balance: balance)
         } else if equals(type, "key_rotated") {
             let machine = try fields.machine("machine")
             let key = try fields.key("key")
             let expires = try fields.timestamp("expires")
-            guard let reason = KeyRotationReason(rawValue: string(try fields.next("reason"))) else {
+            let reasonText = try fields.word("reason")
+            guard let reason = KeyRotationReason.allCases.first(where: { equals(reasonText, text: $0.rawValue) }) else {
                 throw JournalFormatError("reason is not expired, request or admin")
             }
-            kind = .keyRotated(Event.KeyRotation(machine: machine, key: key, expires: expires, reason: reason))
+            kind = .keyRotated(machine: machine, key: key, expires: expires, reason: reason)
+        } else if equals(type, "genesis") {
+            let format = try fields.word("format")
+            guard equals(format, text: formatVersion) else {
+                throw JournalFormatError("unsupported format \(string(format))")
+            }
+            kind = .genesis
         } else {
+            try fields.checkCharacters(type, "type")
             throw JournalFormatError("unknown type \(string(type))")
         }
         try fields.finish()
-        return Event(seq: seq, at: at, kind: kind)
+        return EventBytes(seq: seq, at: at, kind: kind)
+    }
+
+    /// The `Event` a decoded line holds, for callers outside replay.
+    static func event(_ bytes: EventBytes) throws(JournalFormatError) -> Event {
+        func value<T>(_ made: T?, _ what: String) throws(JournalFormatError) -> T {
+            guard let made else { throw JournalFormatError("\(what) does not decode") }
+            return made
+        }
+        let kind: Event.Kind
+        switch bytes.kind {
+        case .genesis:
+            kind = .genesis
+        case let .registered(machine, key, expires, tokenDigest, balance):
+            kind = .registered(
+                Event.Registration(
+                    machine: try value(MachineName(string(machine)), "machine"), key: key.paymentKey,
+                    expires: Timestamp(milliseconds: expires), tokenDigest: tokenDigest.tokenDigest,
+                    balance: Centavos(balance)))
+        case let .transfer(tx, from, to, key, amount, requestID):
+            var request: RequestID?
+            if let requestID { request = try value(RequestID(string(requestID)), "req") }
+            kind = .transfer(
+                Event.Transfer(
+                    tx: try value(TxID(string(tx)), "tx"), from: try value(MachineName(string(from)), "from"),
+                    to: try value(MachineName(string(to)), "to"), key: key.paymentKey, amount: Centavos(amount),
+                    requestID: request))
+        case let .keyRotated(machine, key, expires, reason):
+            kind = .keyRotated(
+                Event.KeyRotation(
+                    machine: try value(MachineName(string(machine)), "machine"), key: key.paymentKey,
+                    expires: Timestamp(milliseconds: expires), reason: reason))
+        }
+        return Event(seq: bytes.seq, at: Timestamp(milliseconds: bytes.at), kind: kind)
     }
 }
 
@@ -185,7 +242,11 @@ private struct FieldCursor {
     let bytes: UnsafeBufferPointer<UInt8>
     var position = 0
 
-    /// The value of the next field, which must be called `name`.
+    /// The value of the next field, which must be called `name`. Its
+    /// characters are not checked here: every typed reader below accepts
+    /// only characters a value may hold, and on a failure calls
+    /// `checkCharacters` first, so the reason is the same as if they had
+    /// been checked here (one pass over the bytes instead of two).
     mutating func next(_ name: StaticString) throws(JournalFormatError) -> UnsafeBufferPointer<UInt8> {
         if position > 0 {
             guard position < bytes.count, bytes[position] == space else {
@@ -199,50 +260,92 @@ private struct FieldCursor {
         else { throw JournalFormatError("expected field \(name)= here") }
         let start = position + nameLength + 1
         var end = start
-        while end < bytes.count, bytes[end] != space {
-            let byte = bytes[end]
-            guard byte > space, byte < 0x7F, byte != equalsSign, byte != bar, byte != quote else {
-                throw JournalFormatError("\(name) holds a character a value may not hold")
-            }
-            end += 1
-        }
+        while end < bytes.count, bytes[end] != space { end += 1 }
         guard end > start else { throw JournalFormatError("\(name) is empty") }
         position = end
         return UnsafeBufferPointer(rebasing: bytes[start..<end])
+    }
+
+    /// Throws if `value` holds a character no value may hold.
+    func checkCharacters(_ value: UnsafeBufferPointer<UInt8>, _ name: StaticString) throws(JournalFormatError) {
+        for byte in value {
+            guard byte > space, byte < 0x7F, byte != equalsSign, byte != bar, byte != quote else {
+                throw JournalFormatError("\(name) holds a character a value may not hold")
+            }
+        }
+    }
+
+    /// A value that must be one of a few words (`type`, `format`, `reason`).
+    mutating func word(_ name: StaticString) throws(JournalFormatError) -> UnsafeBufferPointer<UInt8> {
+        let value = try next(name)
+        try checkCharacters(value, name)
+        return value
+    }
+
+    /// A value checked by `valid`, which accepts a subset of the characters
+    /// a value may hold.
+    mutating func value(
+        _ name: StaticString, valid: (UnsafeBufferPointer<UInt8>) -> Bool, otherwise reason: @autoclosure () -> String
+    ) throws(JournalFormatError) -> UnsafeBufferPointer<UInt8> {
+        let value = try next(name)
+        guard valid(value) else {
+            try checkCharacters(value, name)
+            throw JournalFormatError(reason())
+        }
+        return value
     }
 
     mutating func finish() throws(JournalFormatError) {
         guard position == bytes.count else { throw JournalFormatError("unexpected text after the last field") }
     }
 
-    mutating func timestamp(_ name: StaticString) throws(JournalFormatError) -> Timestamp {
-        guard let value = Timestamp(iso8601: string(try next(name))) else {
-            throw JournalFormatError("\(name) is not a UTC time with milliseconds")
-        }
-        return value
+    mutating func timestamp(_ name: StaticString) throws(JournalFormatError) -> Int64 {
+        var milliseconds: Int64 = 0
+        _ = try value(
+            name,
+            valid: { text in
+                guard let time = Timestamp(iso8601Bytes: text) else { return false }
+                milliseconds = time.milliseconds
+                return true
+            }, otherwise: "\(name) is not a UTC time with milliseconds")
+        return milliseconds
     }
 
-    mutating func machine(_ name: StaticString) throws(JournalFormatError) -> MachineName {
-        guard let value = MachineName(string(try next(name))) else {
-            throw JournalFormatError("\(name) is not a machine name")
-        }
-        return value
+    /// 1-64 of `A-Z a-z 0-9 . _ -`, as `MachineName` accepts.
+    mutating func machine(_ name: StaticString) throws(JournalFormatError) -> UnsafeBufferPointer<UInt8> {
+        try value(
+            name,
+            valid: { text in
+                text.count <= 64
+                    && text.allSatisfy {
+                        isAlphanumeric($0) || $0 == UInt8(ascii: ".") || $0 == underscore || $0 == hyphen
+                    }
+            }, otherwise: "\(name) is not a machine name")
     }
 
-    mutating func key(_ name: StaticString) throws(JournalFormatError) -> PaymentKey {
-        let text = try next(name)
-        // PaymentKey folds upper case; the journal only ever holds lower case.
-        guard !text.contains(where: { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }),
-            let value = PaymentKey(string(text))
-        else { throw JournalFormatError("\(name) is not a lower-case UUID v4") }
-        return value
+    mutating func key(_ name: StaticString) throws(JournalFormatError) -> KeyBits {
+        // The journal only ever holds lower case.
+        var bits = KeyBits(high: 0, low: 0)
+        _ = try value(
+            name,
+            valid: { text in
+                guard let parsed = KeyBits(text, foldingCase: false) else { return false }
+                bits = parsed
+                return true
+            }, otherwise: "\(name) is not a lower-case UUID v4")
+        return bits
     }
 
-    mutating func centavos(_ name: StaticString) throws(JournalFormatError) -> Centavos {
-        guard let value = canonicalInteger(try next(name)) else {
-            throw JournalFormatError("\(name) is not a canonical non-negative integer")
-        }
-        return Centavos(value)
+    mutating func integer(_ name: StaticString) throws(JournalFormatError) -> Int64 {
+        var number: Int64 = 0
+        _ = try value(
+            name,
+            valid: { text in
+                guard let parsed = canonicalInteger(text) else { return false }
+                number = parsed
+                return true
+            }, otherwise: "\(name) is not a canonical non-negative integer")
+        return number
     }
 }
 
@@ -250,11 +353,19 @@ private let space = UInt8(ascii: " ")
 private let equalsSign = UInt8(ascii: "=")
 private let bar = UInt8(ascii: "|")
 private let quote = UInt8(ascii: "\"")
+private let hyphen = UInt8(ascii: "-")
+private let underscore = UInt8(ascii: "_")
 let newline = UInt8(ascii: "\n")
 
 @inline(__always)
 func hexDigit(_ nibble: UInt8) -> UInt8 {
     nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10
+}
+
+@inline(__always)
+private func isAlphanumeric(_ byte: UInt8) -> Bool {
+    (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
+        || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"))
 }
 
 func isLowerHexDigit(_ byte: UInt8) -> Bool {
@@ -278,7 +389,7 @@ private func equals(_ bytes: UnsafeBufferPointer<UInt8>, _ literal: StaticString
     bytes.count == literal.utf8CodeUnitCount && matches(bytes, at: 0, literal)
 }
 
-private func equals(_ bytes: UnsafeBufferPointer<UInt8>, _ text: String) -> Bool {
+private func equals(_ bytes: UnsafeBufferPointer<UInt8>, text: String) -> Bool {
     bytes.elementsEqual(text.utf8)
 }
 

@@ -10,7 +10,7 @@ struct RegistrationTests {
         #expect(alice.balance == Centavos(10_000))
         #expect(alice.keyExpires == startTime.adding(seconds: 180))
         #expect(alice.registeredAt == startTime)
-        #expect(alice.transferIndices.isEmpty)
+        #expect(alice.transferCount == 0)
         #expect(driver.ledger.totalMoney == Centavos(10_000))
         #expect(driver.ledger.lastSeq == 1)
         #expect(driver.check(alice.key) == "alice")

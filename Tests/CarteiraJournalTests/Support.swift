@@ -133,8 +133,8 @@ struct LedgerSnapshot: Equatable {
     var lastSeq: Int64
     var eventCount: Int
     var totalMoney: Centavos
-    var machines: [MachineName: MachineRecord]
-    var transfers: [TransferRecord]
+    var machines: Ledger.Machines
+    var transfers: Ledger.Transfers
 
     init(_ ledger: Ledger) {
         lastSeq = ledger.lastSeq

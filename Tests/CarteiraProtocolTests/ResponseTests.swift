@@ -51,6 +51,8 @@ struct ResponseTests {
 
     @Test("a history entry is built from a ledger's transfer record")
     func historyEntryFromRecord() throws {
+        // The ledger derives a transfer's tx from its seq (3 here).
+        let tx = TxID(seq: 3)
         var ledger = Ledger()
         let digest = try #require(TokenDigest(String(repeating: "0", count: 64)))
         let payeeKey = PaymentKey(randomBytes: Array(repeating: 7, count: 16))

@@ -1,0 +1,300 @@
+/// The compact pieces the ledger keeps its state in: fixed-size records
+/// indexed by dense `UInt32` ids, names and request ids in byte arenas, so a
+/// transfer costs tens of bytes and replay makes no `String` per field.
+
+/// The 128 bits of a payment key's UUID.
+package struct KeyBits: Sendable, Hashable {
+    package var high: UInt64
+    package var low: UInt64
+
+    package init(high: UInt64, low: UInt64) {
+        self.high = high
+        self.low = low
+    }
+
+    /// Parses the `8-4-4-4-12` UUID v4 form `PaymentKey` accepts. With
+    /// `foldingCase`, upper-case hex digits count as lower case (a key a
+    /// client pasted); without, only lower case is accepted (the journal).
+    package init?(_ bytes: UnsafeBufferPointer<UInt8>, foldingCase: Bool) {
+        guard bytes.count == 36, bytes[8] == hyphen, bytes[13] == hyphen, bytes[18] == hyphen, bytes[23] == hyphen,
+            bytes[14] == UInt8(ascii: "4")
+        else { return nil }
+        let variant = bytes[19] | (foldingCase ? 0x20 : 0)
+        guard
+            variant == UInt8(ascii: "8") || variant == UInt8(ascii: "9") || variant == UInt8(ascii: "a")
+                || variant == UInt8(ascii: "b")
+        else { return nil }
+        var words: (UInt64, UInt64) = (0, 0)
+        var invalid: UInt8 = 0
+        @inline(__always)
+        func take(_ range: Range<Int>, into word: inout UInt64) {
+            for index in range {
+                var byte = bytes[index]
+                if foldingCase && byte &- UInt8(ascii: "A") < 6 { byte |= 0x20 }
+                let digit = byte &- UInt8(ascii: "0")
+                let letter = byte &- UInt8(ascii: "a")
+                let nibble = digit < 10 ? digit : letter &+ 10
+                if digit >= 10 && letter >= 6 { invalid = 1 }
+                word = word << 4 | UInt64(nibble & 0x0F)
+            }
+        }
+        take(0..<8, into: &words.0)
+        take(9..<13, into: &words.0)
+        take(14..<18, into: &words.0)
+        take(19..<23, into: &words.1)
+        take(24..<36, into: &words.1)
+        guard invalid == 0 else { return nil }
+        self.high = words.0
+        self.low = words.1
+    }
+
+    package init(_ key: PaymentKey) {
+        var text = key.text
+        let bits = text.withUTF8 { KeyBits($0, foldingCase: false) }
+        guard let bits else { preconditionFailure("a PaymentKey holds a lower-case UUID v4") }
+        self = bits
+    }
+
+    /// The key as `PaymentKey` writes it.
+    package var paymentKey: PaymentKey {
+        var bytes = [UInt8](repeating: UInt8(ascii: "-"), count: 36)
+        var position = 0
+        for nibbleIndex in 0..<32 {
+            if position == 8 || position == 13 || position == 18 || position == 23 { position += 1 }
+            let word = nibbleIndex < 16 ? high : low
+            let shift = UInt64(60 - 4 * (nibbleIndex % 16))
+            bytes[position] = hexByte(UInt8(truncatingIfNeeded: word >> shift) & 0x0F)
+            position += 1
+        }
+        // Bits parsed from a UUID v4 format back to one.
+        return PaymentKey(checkedText: String(decoding: bytes, as: UTF8.self))
+    }
+}
+
+/// A token digest's 32 bytes.
+package struct DigestBits: Sendable, Hashable {
+    package var words: (UInt64, UInt64, UInt64, UInt64)
+
+    package init(words: (UInt64, UInt64, UInt64, UInt64)) {
+        self.words = words
+    }
+
+    /// Parses 64 lower-case hex digits.
+    package init?(_ bytes: UnsafeBufferPointer<UInt8>) {
+        guard bytes.count == 64 else { return nil }
+        var words: [UInt64] = [0, 0, 0, 0]
+        for index in 0..<64 {
+            let byte = bytes[index]
+            let nibble: UInt8
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): nibble = byte - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): nibble = byte - UInt8(ascii: "a") + 10
+            default: return nil
+            }
+            words[index / 16] = words[index / 16] << 4 | UInt64(nibble)
+        }
+        self.words = (words[0], words[1], words[2], words[3])
+    }
+
+    package init(_ digest: TokenDigest) {
+        var text = digest.text
+        let bits = text.withUTF8 { DigestBits($0) }
+        guard let bits else { preconditionFailure("a TokenDigest holds 64 lower-case hex digits") }
+        self = bits
+    }
+
+    package var tokenDigest: TokenDigest {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(64)
+        for word in [words.0, words.1, words.2, words.3] {
+            for nibble in stride(from: 60, through: 0, by: -4) {
+                bytes.append(hexByte(UInt8(truncatingIfNeeded: word >> UInt64(nibble)) & 0x0F))
+            }
+        }
+        return TokenDigest(checkedText: String(decoding: bytes, as: UTF8.self))
+    }
+
+    package static func == (lhs: DigestBits, rhs: DigestBits) -> Bool {
+        lhs.words == rhs.words
+    }
+
+    package func hash(into hasher: inout Hasher) {
+        hasher.combine(words.0)
+        hasher.combine(words.1)
+        hasher.combine(words.2)
+        hasher.combine(words.3)
+    }
+}
+
+private let hyphen = UInt8(ascii: "-")
+
+@inline(__always)
+private func hexByte(_ nibble: UInt8) -> UInt8 {
+    nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10
+}
+
+/// Byte strings stored back to back in one arena, each with a `UInt32`
+/// value, found again by their bytes through an open-addressing table: a
+/// map from names (or request ids) to dense indices with no `String` and
+/// one arena instead of one allocation per entry.
+///
+/// The hash is Swift's per-process seeded `Hasher`, so a client choosing
+/// request ids cannot force collisions; `seed` lets one table hold entries
+/// of several owners (a request id is only unique per machine).
+struct ByteTable: Sendable, Hashable {
+    private struct Entry: Sendable, Hashable {
+        /// Where its bytes start in `bytes`; they end where the next
+        /// entry's start (or at the end of `bytes`).
+        var start: UInt32
+        var value: UInt32
+    }
+
+    private var bytes: [UInt8] = []
+    private var entries: [Entry] = []
+    /// Per slot, 0 when empty, else the entry's hash in the high 32 bits and
+    /// its index + 1 in the low 32: a probe compares hashes without touching
+    /// the entries. A power of two, at most half full.
+    private var slots: [UInt64] = Array(repeating: 0, count: 16)
+
+    var count: Int { entries.count }
+
+    static func hash(_ key: UnsafeRawBufferPointer, seed: UInt32) -> UInt32 {
+        var hasher = Hasher()
+        hasher.combine(seed)
+        hasher.combine(bytes: key)
+        return UInt32(truncatingIfNeeded: hasher.finalize())
+    }
+
+    /// The value of the first entry with these bytes and hash for which
+    /// `matches(value)` holds.
+    func find(
+        _ key: UnsafeRawBufferPointer, hash: UInt32, where matches: (UInt32) -> Bool = { _ in true }
+    ) -> UInt32? {
+        slots.withUnsafeBufferPointer { slots in
+            let mask = slots.count - 1
+            var slot = Int(hash) & mask
+            while true {
+                let stored = slots[slot]
+                if stored == 0 { return nil }
+                if UInt32(truncatingIfNeeded: stored >> 32) == hash {
+                    let entry = Int(UInt32(truncatingIfNeeded: stored)) - 1
+                    if entryEquals(entry, key), matches(entries[entry].value) { return entries[entry].value }
+                }
+                slot = (slot + 1) & mask
+            }
+        }
+    }
+
+    /// Adds an entry; the caller has checked it is not there yet.
+    mutating func insert(_ key: UnsafeRawBufferPointer, hash: UInt32, value: UInt32) {
+        precondition(bytes.count + key.count < Int(UInt32.max), "the byte table outgrew 4 GiB")
+        if (entries.count + 1) * 2 > slots.count { grow() }
+        let entry = entries.count
+        entries.append(Entry(start: UInt32(bytes.count), value: value))
+        bytes.append(contentsOf: key)
+        place(UInt64(hash) << 32 | UInt64(entry + 1))
+    }
+
+    /// The bytes of entry `index`.
+    func withEntry<R>(_ index: Int, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+        let (start, end) = bounds(index)
+        return bytes.withUnsafeBufferPointer { body(UnsafeBufferPointer(rebasing: $0[start..<end])) }
+    }
+
+    func string(_ index: Int) -> String {
+        withEntry(index) { String(decoding: $0, as: UTF8.self) }
+    }
+
+    private func bounds(_ index: Int) -> (Int, Int) {
+        let start = Int(entries[index].start)
+        let end = index + 1 < entries.count ? Int(entries[index + 1].start) : bytes.count
+        return (start, end)
+    }
+
+    /// True when entry `entry` holds exactly these bytes.
+    func entryEquals(_ entry: Int, _ key: UnsafeRawBufferPointer) -> Bool {
+        let (start, end) = bounds(entry)
+        guard end - start == key.count else { return false }
+        return bytes.withUnsafeBytes { arena in
+            for index in 0..<key.count where arena[start + index] != key[index] { return false }
+            return true
+        }
+    }
+
+    private mutating func place(_ stored: UInt64) {
+        let mask = slots.count - 1
+        var slot = Int(stored >> 32) & mask
+        while slots[slot] != 0 { slot = (slot + 1) & mask }
+        slots[slot] = stored
+    }
+
+    private mutating func grow() {
+        let old = slots
+        slots = Array(repeating: 0, count: old.count * 2)
+        for stored in old where stored != 0 { place(stored) }
+    }
+
+    static func == (lhs: ByteTable, rhs: ByteTable) -> Bool {
+        lhs.bytes == rhs.bytes && lhs.entries == rhs.entries
+    }
+
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(bytes)
+        hasher.combine(entries)
+    }
+}
+
+/// One machine, by its dense index.
+struct MachineSlot: Sendable, Hashable {
+    var name: MachineName
+    /// Index of its current key in `Ledger.keySlots`.
+    var key: UInt32
+    var keyExpires: Int64
+    var tokenDigest: DigestBits
+    var balance: Int64
+    var registeredAt: Int64
+    /// `Int64.min` when it has had no transfer.
+    var lastTransferAt: Int64
+    /// Its newest transfer (index into the ledger's transfers), or -1; the
+    /// older ones chain back through `TransferSlot.previous`.
+    var newestTransfer: Int32
+    var transferCount: Int32
+}
+
+/// One key ever issued.
+struct KeySlot: Sendable, Hashable {
+    var bits: KeyBits
+    var owner: UInt32
+    var expires: Int64
+    /// When it stopped being current; `Int64.max` while it is.
+    var replacedAt: Int64
+
+    /// The moment the key stopped (or will stop) being current: its expiry,
+    /// or the rotation if that came earlier.
+    var stoppedAt: Int64 { min(replacedAt, expires) }
+}
+
+/// One transfer in 48 bytes. Its tx is `TxID(seq:)`, so it is not stored.
+struct TransferSlot: Sendable, Hashable {
+    var seq: Int64
+    var at: Int64
+    var amount: Int64
+    var from: UInt32
+    var to: UInt32
+    /// Index of the payee key the payer used in `Ledger.keySlots`.
+    var key: UInt32
+    /// Entry in `Ledger.transfersByRequest`, or `TransferSlot.noRequest`.
+    var request: UInt32
+    /// The payer's and the payee's transfer before this one, or -1: each
+    /// machine's transfers are a chain through the transfers themselves,
+    /// newest first, so a machine holds no list of its own.
+    var previousOfPayer: Int32
+    var previousOfPayee: Int32
+
+    static let noRequest = UInt32.max
+
+    /// The transfer before this one of `machine`, one of its two parties.
+    func previous(of machine: UInt32) -> Int32 {
+        machine == from ? previousOfPayer : previousOfPayee
+    }
+}

@@ -1,0 +1,56 @@
+import CarteiraTestSupport
+import Testing
+
+@testable import CarteiraCore
+
+@Suite("Ledger: the compact state")
+struct CompactStateTests {
+    @Test("a key's and a token digest's bits format back to exactly the text they were parsed from")
+    func bitsRoundTrip() throws {
+        var random = SplitMix64(seed: 11)
+        for _ in 0..<500 {
+            let key = PaymentKey(randomBytes: random.bytes(16))
+            #expect(KeyBits(key).paymentKey == key)
+            let digest = try #require(TokenDigest(lowerHex(random.bytes(32))))
+            #expect(DigestBits(digest).tokenDigest == digest)
+        }
+    }
+
+    @Test("key bits refuse upper case unless folding it, and anything that is not a UUID v4")
+    func keyBitsParsing() throws {
+        let key = PaymentKey(randomBytes: Array(repeating: 0xAB, count: 16))
+        var upper = key.text.uppercased()
+        var lower = key.text
+        #expect(upper.withUTF8 { KeyBits($0, foldingCase: false) } == nil)
+        #expect(upper.withUTF8 { KeyBits($0, foldingCase: true) } == KeyBits(key))
+        #expect(lower.withUTF8 { KeyBits($0, foldingCase: false) } == KeyBits(key))
+        for bad in [
+            "abababab-abab-3bab-abab-abababababab", "abababab-abab-4bab-cbab-abababababab",
+            "abababab-abab-4bab-abab-ababababababa", "abababab_abab-4bab-abab-abababababab",
+            "abababab-abab-4bab-abab-abababababag", "\u{18}bababab-abab-4bab-abab-abababababab",
+        ] {
+            var text = bad
+            #expect(text.withUTF8 { KeyBits($0, foldingCase: true) } == nil, "\(bad)")
+            #expect(PaymentKey(bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test("a transfer is a 48-byte record, so a million take 48 MB")
+    func transferRecordSize() {
+        #expect(MemoryLayout<TransferSlot>.stride == 48)
+    }
+
+    @Test("apply refuses a transfer whose tx is not the one its seq gives, and transfer(tx) finds each by its tx")
+    func txIsDerivedFromSeq() throws {
+        var base = try ReplayBase()
+        #expect(throws: LedgerViolation.self) { try base.ledger.apply(base.transfer(tx: TxID("T000000000099"))) }
+        #expect(throws: LedgerViolation.self) { try base.ledger.apply(base.transfer(tx: TxID("T00000000004"))) }
+        #expect(throws: LedgerViolation.self) { try base.ledger.apply(base.transfer(tx: TxID("x"))) }
+        try base.ledger.apply(base.transfer())
+        for record in base.ledger.transfers {
+            #expect(base.ledger.transfer(record.tx) == record)
+        }
+        #expect(base.ledger.transfer(try #require(TxID("T000000000001"))) == nil)
+        #expect(base.ledger.transfer(try #require(TxID("T00000000003"))) == nil)
+    }
+}

@@ -437,6 +437,12 @@ public struct Ledger: Sendable {
             transferCount: Int(slot.transferCount))
     }
 
+    /// A machine's balance without building its whole record: the server
+    /// reads it on every `SEND` and `BALANCE`.
+    public func balance(of name: MachineName) -> Centavos? {
+        machineIndex(of: name).map { Centavos(machineSlots[Int($0)].balance) }
+    }
+
     fileprivate func machineRecord(named name: MachineName) -> MachineRecord? {
         machineIndex(of: name).map { machineRecord(at: Int($0)) }
     }

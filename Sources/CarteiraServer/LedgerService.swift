@@ -232,7 +232,7 @@ public final class LedgerService: Sendable {
                 .whoami(machine: record.name, key: record.key, balance: record.balance, keyExpires: record.keyExpires))
 
         case let .balance(machine):
-            return answer(.balance(currentRecord(machine, state).balance))
+            return answer(.balance(currentBalance(machine, state)))
 
         case let .key(machine):
             let record = currentRecord(machine, state)
@@ -260,15 +260,15 @@ public final class LedgerService: Sendable {
             case let .reject(rejection):
                 return answer(.error(rejection))
             case let .alreadyDone(tx):
-                return answer(.sent(tx: tx, balance: currentRecord(sender, state).balance, again: true))
+                return answer(.sent(tx: tx, balance: currentBalance(sender, state), again: true))
             case let .accept(event):
                 guard record(event, state: &state) else { return answer(.error(ServingState.journalUnavailable)) }
                 guard case let .transfer(transfer) = event.kind else {
                     preconditionFailure("a transfer decision yields a transfer")
                 }
-                var result = answer(.sent(tx: transfer.tx, balance: currentRecord(sender, state).balance, again: false))
-                let payee = currentRecord(transfer.to, state)
-                let push = Push.received(tx: transfer.tx, from: sender, amount: amount, balance: payee.balance)
+                var result = answer(.sent(tx: transfer.tx, balance: currentBalance(sender, state), again: false))
+                let push = Push.received(
+                    tx: transfer.tx, from: sender, amount: amount, balance: currentBalance(transfer.to, state))
                 collectPushes(push, to: transfer.to, except: nil, into: &result.pushes, state: state)
                 return result
             }
@@ -283,6 +283,13 @@ public final class LedgerService: Sendable {
             preconditionFailure("a bound session's machine is in the ledger")
         }
         return record
+    }
+
+    private func currentBalance(_ machine: MachineName, _ state: State) -> Centavos {
+        guard let balance = state.ledger.balance(of: machine) else {
+            preconditionFailure("a bound session's machine is in the ledger")
+        }
+        return balance
     }
 
     private func bind(_ link: ConnectionLink, to machine: MachineName, state: inout State) {

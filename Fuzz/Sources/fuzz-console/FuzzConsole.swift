@@ -1,0 +1,134 @@
+import CarteiraConsole
+import CarteiraCore
+import Dispatch
+import Foundation
+import FuzzSupport
+import Synchronization
+
+/// Fuzzes the console's command-line parsing through its public entry,
+/// `ConsoleInterpreter.run(_:)`, against a fixed backend (three machines,
+/// two transfers), and its Tab completion, `ConsoleCompletion.candidates`.
+///
+/// Properties: the same line gives the same output; only `quit` and
+/// `shutdown` stop anything; JSON output parses; every completion candidate
+/// starts with the word being completed.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzConsole(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    let bytes = fuzzBytes(data, size)
+    let end = bytes.firstIndex(of: UInt8(ascii: "\n")) ?? bytes.endIndex
+    let line = String(decoding: bytes[..<end], as: UTF8.self)
+    let output = runBlocking(line)
+    fuzzCheck(runBlocking(line) == output, "console output for \(line.debugDescription) is not deterministic")
+    let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+    switch output.action {
+    case .continue: break
+    case .quit: fuzzCheck(words.first == "quit", "\(line.debugDescription) quits")
+    case .shutdown: fuzzCheck(words.first == "shutdown", "\(line.debugDescription) shuts down")
+    }
+    // JSON was asked for and printed (a refusal may start with `[` too, when
+    // it begins with the argument it refuses).
+    let asksJSON = words.contains("--format=json") || zip(words, words.dropFirst()).contains { $0 == "--format" && $1 == "json" }
+    let echoes = words.dropFirst().contains { output.text.hasPrefix($0) }
+    if asksJSON && !echoes && (output.text.hasPrefix("[") || output.text.hasPrefix("{")) {
+        let parsed = try? JSONSerialization.jsonObject(with: Data(output.text.utf8))
+        fuzzCheck(parsed != nil, "\(line.debugDescription) printed JSON that does not parse: \(output.text.prefix(200))")
+    }
+    // Completion: the last word is the one being completed.
+    let split = line.lastIndex(where: { $0 == " " || $0 == "\t" }).map { line.index(after: $0) } ?? line.startIndex
+    let word = String(line[split...])
+    let candidates = ConsoleCompletion.candidates(
+        lineBeforeWord: String(line[..<split]), word: word, machines: Fixture.machines, keys: Fixture.keys)
+    fuzzCheck(candidates.allSatisfy { $0.hasPrefix(word) }, "completing \(word.debugDescription) offered \(candidates)")
+    return 0
+}
+
+/// Runs one line on the interpreter from libFuzzer's synchronous callback.
+func runBlocking(_ line: String) -> ConsoleOutput {
+    let done = DispatchSemaphore(value: 0)
+    let result = Mutex<ConsoleOutput?>(nil)
+    Task {
+        let output = await Fixture.interpreter.run(line)
+        result.withLock { $0 = output }
+        done.signal()
+    }
+    done.wait()
+    return result.withLock { $0! }
+}
+
+enum Fixture {
+    static let machines = ["alpha", "beta", "gamma"].map { MachineName($0)! }
+    static let keys = [
+        "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-9222-222222222222",
+        "33333333-3333-4333-a333-333333333333",
+    ].map { PaymentKey($0)! }
+    static let rotatedKey = PaymentKey("44444444-4444-4444-b444-444444444444")!
+    static let start = Timestamp(milliseconds: 1_795_000_000_000)
+
+    static let interpreter = ConsoleInterpreter(backend: FixedBackend(ledger: ledger), time: ConsoleTime.utc)
+
+    /// Built with the public `Ledger.apply`, as replay builds it.
+    static let ledger: Ledger = {
+        let digest = TokenDigest(String(repeating: "a", count: 64))!
+        var events = [Event(seq: 0, at: start, kind: .genesis)]
+        for (index, (machine, key)) in zip(machines, keys).enumerated() {
+            let seq = Int64(index + 1)
+            events.append(
+                Event(
+                    seq: seq, at: start.adding(seconds: seq),
+                    kind: .registered(
+                        Event.Registration(
+                            machine: machine, key: key, expires: start.adding(seconds: 180), tokenDigest: digest,
+                            balance: Centavos(10_000)))))
+        }
+        for (seq, from, to, cents, id) in [(Int64(4), 0, 1, Int64(1234), "pay-1"), (5, 1, 0, 50, "")] {
+            events.append(
+                Event(
+                    seq: seq, at: start.adding(seconds: seq),
+                    kind: .transfer(
+                        Event.Transfer(
+                            tx: TxID(seq: seq), from: machines[from], to: machines[to], key: keys[to],
+                            amount: Centavos(cents), requestID: RequestID(id)))))
+        }
+        var ledger = Ledger()
+        for event in events {
+            do { try ledger.apply(event) } catch { fatalError("fixture event \(event.seq) refused: \(error)") }
+        }
+        return ledger
+    }()
+}
+
+/// A backend that answers from a fixed ledger and changes nothing, so every
+/// run of a line sees the same state.
+struct FixedBackend: ConsoleBackend {
+    let state: Ledger
+
+    init(ledger: Ledger) { self.state = ledger }
+
+    func ledger() async -> Ledger { state }
+
+    func sessions() async -> [ConsoleSession] {
+        [
+            ConsoleSession(
+                remoteAddress: "127.0.0.1:50001", machine: Fixture.machines[0], connectedAt: Fixture.start,
+                requestsServed: 12),
+            ConsoleSession(remoteAddress: "[::1]:50002", machine: nil, connectedAt: Fixture.start, requestsServed: 0),
+        ]
+    }
+
+    func statistics() async -> ConsoleStatistics {
+        ConsoleStatistics(
+            journalPath: "journal/ledger.journal", journalSizeBytes: 2048, lastSeq: 5, syncs: 4, eventsSynced: 6,
+            requestsLastMinute: 90, uptimeSeconds: 3725, startedAt: Fixture.start)
+    }
+
+    func rotateKey(of machine: MachineName) async -> Result<(PaymentKey, Timestamp), Rejection> {
+        guard state.machines[machine] != nil else {
+            return .failure(Rejection(.unknownMachine, "no machine named \(machine)"))
+        }
+        return .success((Fixture.rotatedKey, Fixture.start.adding(seconds: 600)))
+    }
+
+    func verifyJournal() async -> Result<String, JournalVerifyFailure> { .success("journal ok: 6 events, 3 machines") }
+
+    func shutdown() async {}
+}

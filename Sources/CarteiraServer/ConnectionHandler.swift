@@ -64,7 +64,8 @@ final class RequestCounter: Sendable {
 /// cut straight from the read buffer, the session's state machine decides
 /// what each needs, the ledger owner answers under its lock, and answers go
 /// to the connection's output in request order once what they reflect is
-/// durable. Nothing per request crosses a thread, task or actor.
+/// durable. A change's event joins the journal thread's next batch; nothing
+/// else per request crosses a thread, task or actor.
 ///
 /// Backpressure: while the socket does not take output, or `maximumQueued`
 /// answers wait, no more lines are read; a connection that stays unwritable
@@ -133,7 +134,6 @@ final class ConnectionHandler: ChannelDuplexHandler {
         }
         if link == nil {
             core.logger.warning("Refused a connection: too many clients or stopping", metadata: ["peer": "\(remote)"])
-            session = SessionMachine(now: now)
             closeAfterOutput = true
             appendOutput(Response.error(Rejection(.unavailable, "too many connections or shutting down")).wire)
             flush()

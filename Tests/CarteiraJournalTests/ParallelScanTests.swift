@@ -212,7 +212,9 @@ let damages: [Damage] = [
     },
 ]
 
-@Suite("Journal scanner: the chain checked in parallel")
+// One case at a time: each scan already keeps both cores busy, and the rest
+// of the suite (servers, clients with deadlines) runs beside it.
+@Suite("Journal scanner: the chain checked in parallel", .serialized)
 struct ParallelScanTests {
     @Test(
         "the parallel scan finds the same first bad line, with the same reason, as a sequential scan, with the damage at every chunk edge",
@@ -239,7 +241,7 @@ struct ParallelScanTests {
                 span.start, span.start + 1, span.start - 1, span.newline - 64, span.newline - 70, span.newline,
                 span.newline + 1,
             ].filter { $0 > 0 }
-            for chunk in Set(edges + [1, 3, 64, 257, JournalScanner.chunkBytes]) {
+            for chunk in Set(edges + [1, 64, 257, JournalScanner.chunkBytes]) {
                 for parallel in [true, false] {
                     let (outcome, ledger) = scannerOutcome(
                         directory, chunkBytes: chunk, parallel: parallel,

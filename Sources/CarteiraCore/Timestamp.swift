@@ -24,11 +24,14 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
     /// `2026-11-26T19:22:09.123Z`: UTC with milliseconds, as the journal writes it.
     public var iso8601: String {
         let (year, month, day, hour, minute, second, millis) = civil
-        return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(hour, 2)):\(pad(minute, 2)):\(pad(second, 2)).\(pad(millis, 3))Z"
+        return
+            "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(hour, 2)):\(pad(minute, 2)):\(pad(second, 2)).\(pad(millis, 3))Z"
     }
 
     /// The UTC calendar fields, for writers that format without `String`.
-    public var civil: (year: Int64, month: Int64, day: Int64, hour: Int64, minute: Int64, second: Int64, millisecond: Int64) {
+    public var civil:
+        (year: Int64, month: Int64, day: Int64, hour: Int64, minute: Int64, second: Int64, millisecond: Int64)
+    {
         let millisPerDay: Int64 = 86_400_000
         var days = milliseconds / millisPerDay
         var rest = milliseconds % millisPerDay

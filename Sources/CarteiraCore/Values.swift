@@ -14,7 +14,8 @@ func isWellFormed(_ text: some StringProtocol, lengths: ClosedRange<Int>, allowe
 @inlinable
 func isAlphanumeric(_ byte: UInt8) -> Bool {
     switch byte {
-    case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+    case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+        UInt8(ascii: "0")...UInt8(ascii: "9"):
         return true
     default:
         return false
@@ -72,8 +73,9 @@ public struct PaymentKey: Sendable, Hashable, CustomStringConvertible {
             case 14:
                 guard byte == UInt8(ascii: "4") else { return nil }
             case 19:
-                guard byte == UInt8(ascii: "8") || byte == UInt8(ascii: "9") || byte == UInt8(ascii: "a")
-                    || byte == UInt8(ascii: "b")
+                guard
+                    byte == UInt8(ascii: "8") || byte == UInt8(ascii: "9") || byte == UInt8(ascii: "a")
+                        || byte == UInt8(ascii: "b")
                 else { return nil }
             default:
                 guard isLowerHex(byte) else { return nil }

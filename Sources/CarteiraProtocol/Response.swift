@@ -17,7 +17,9 @@ public struct HistoryEntry: Sendable, Hashable {
     }
 
     public init(_ record: TransferRecord) {
-        self.init(tx: record.tx, at: record.at, from: record.transfer.from, to: record.transfer.to, amount: record.transfer.amount)
+        self.init(
+            tx: record.tx, at: record.at, from: record.transfer.from, to: record.transfer.to,
+            amount: record.transfer.amount)
     }
 }
 

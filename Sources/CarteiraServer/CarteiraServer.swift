@@ -82,7 +82,8 @@ public final class CarteiraServer: Service {
                 .childChannelOption(
                     .writeBufferWaterMark,
                     value: ChannelOptions.Types.WriteBufferWaterMark(
-                        low: configuration.outputLowWaterMarkBytes, high: configuration.outputHighWaterMarkBytes))
+                        low: configuration.outputLowWaterMarkBytes, high: configuration.outputHighWaterMarkBytes)
+                )
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let release = core.release(for: channel.eventLoop)

@@ -386,7 +386,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
         guard let context, !closing else { return }
         let done =
             closeAfterOutput
-            || (queue.isEmpty && (finishing || (inputClosed && inbound.map { !$0.readableBytesView.contains(newline) } ?? true)))
+            || (queue.isEmpty
+                && (finishing || (inputClosed && inbound.map { !$0.readableBytesView.contains(newline) } ?? true)))
         guard let bytes = output, bytes.readableBytes > 0 else {
             if done { close(context) }
             return

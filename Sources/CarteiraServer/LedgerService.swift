@@ -152,7 +152,9 @@ public final class LedgerService: Sendable {
     public var openConnectionCount: Int { state.withLock { $0.connections.count } }
 
     /// Connections bound to a machine.
-    public var openSessionCount: Int { state.withLock { state in state.connections.values.count { $0.machine != nil } } }
+    public var openSessionCount: Int {
+        state.withLock { state in state.connections.values.count { $0.machine != nil } }
+    }
 
     public func sessionSummaries() -> [SessionSummary] {
         let entries = state.withLock { state in state.connections.values.sorted { $0.link.id < $1.link.id } }
@@ -199,7 +201,9 @@ public final class LedgerService: Sendable {
         return answer
     }
 
-    private func respond(to query: LedgerQuery, link: ConnectionLink, now: Timestamp, state: inout State) -> LedgerAnswer {
+    private func respond(to query: LedgerQuery, link: ConnectionLink, now: Timestamp, state: inout State)
+        -> LedgerAnswer
+    {
         func answer(_ response: Response) -> LedgerAnswer {
             LedgerAnswer(response: response, durableThrough: state.ledger.lastSeq)
         }
@@ -342,8 +346,11 @@ public final class LedgerService: Sendable {
         switch commit(command, at: now, state: &state) {
         case let .failure(rejection): return .failure(rejection)
         case let .success(event):
-            guard case let .keyRotated(rotation) = event.kind else { preconditionFailure("rotation yields key_rotated") }
-            collectPushes(.key(rotation.key, expires: rotation.expires), to: machine, except: except, into: &pushes, state: state)
+            guard case let .keyRotated(rotation) = event.kind else {
+                preconditionFailure("rotation yields key_rotated")
+            }
+            collectPushes(
+                .key(rotation.key, expires: rotation.expires), to: machine, except: except, into: &pushes, state: state)
             return .success((rotation.key, rotation.expires))
         }
     }
@@ -381,7 +388,8 @@ public final class LedgerService: Sendable {
         var pushes: [(ConnectionLink, Outgoing)] = []
         let result = state.withLock { state -> Result<(key: PaymentKey, expires: Timestamp, seq: Int64), Rejection> in
             guard state.serving == .serving else { return .failure(Rejection(.unavailable, "server is not serving")) }
-            let rotated = rotateKey(of: machine, reason: .admin, at: clock(), except: nil, pushes: &pushes, state: &state)
+            let rotated = rotateKey(
+                of: machine, reason: .admin, at: clock(), except: nil, pushes: &pushes, state: &state)
             return rotated.map { ($0.0, $0.1, state.ledger.lastSeq) }
         }
         for (link, push) in pushes { link.deliver(push) }

@@ -55,7 +55,8 @@ public struct LineFrameDecoder: ByteToMessageDecoder {
         }
         scanned = 0
         var lineLength = length
-        if lineLength > 0, buffer.getInteger(at: buffer.readerIndex + length - 1, as: UInt8.self) == UInt8(ascii: "\r") {
+        if lineLength > 0, buffer.getInteger(at: buffer.readerIndex + length - 1, as: UInt8.self) == UInt8(ascii: "\r")
+        {
             lineLength -= 1
         }
         guard lineLength <= maximumLineBytes else { return overflow(&buffer) }

@@ -124,7 +124,6 @@ public struct SessionMachine: Sendable {
     /// Tokens left in the bucket, for the console.
     public mutating func bucketRemaining(now: Timestamp) -> Int { bucket.remaining(now: now) }
 
-
     /// What to ask the owner; `nil` when the command needs a session and
     /// this one has no machine.
     private func query(for request: Request) -> LedgerQuery? {

@@ -62,7 +62,9 @@ struct Serve: AsyncParsableCommand {
         guard initialBalanceCentavos != nil else {
             throw ValidationError("--initial-balance must be an amount like 100, 50,25 or 0")
         }
-        guard (1...31_536_000).contains(keyTTL) else { throw ValidationError("--key-ttl must be 1 to 31536000 seconds") }
+        guard (1...31_536_000).contains(keyTTL) else {
+            throw ValidationError("--key-ttl must be 1 to 31536000 seconds")
+        }
         guard (0...31_536_000).contains(keyGrace) else {
             throw ValidationError("--key-grace must be 0 to 31536000 seconds")
         }
@@ -103,7 +105,8 @@ struct Serve: AsyncParsableCommand {
         printOut("carteira-server listening on \(address) (journal \(server.journalPath))")
 
         let onTerminal = ConsoleRunner.isTerminal(fd: STDIN_FILENO)
-        let console = (self.console ?? onTerminal)
+        let console =
+            (self.console ?? onTerminal)
             ? ConsoleRunner(backend: ServerConsoleBackend(server: server), interactive: onTerminal) : nil
         if let console {
             if onTerminal {

@@ -593,16 +593,23 @@ extension TxID {
         guard digits >= 12, digits <= 19, text[0] == UInt8(ascii: "T") else { return nil }
         // Twelve digits are zero-padded; more never start with a zero.
         if digits > 12, text[1] == UInt8(ascii: "0") { return nil }
-        var value: Int64 = 0
-        for byte in text[1...] {
-            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
-            let (times10, overflow1) = value.multipliedReportingOverflow(by: 10)
-            let (sum, overflow2) = times10.addingReportingOverflow(Int64(byte - UInt8(ascii: "0")))
-            guard !overflow1, !overflow2 else { return nil }
-            value = sum
-        }
-        return value
+        return decimalValue(UnsafeBufferPointer(rebasing: text[1...]))
     }
+}
+
+/// The value of ASCII decimal digits (at least one, nothing else), or nil
+/// when a byte is not a digit or the value does not fit `Int64`.
+package func decimalValue(_ digits: UnsafeBufferPointer<UInt8>) -> Int64? {
+    guard !digits.isEmpty else { return nil }
+    var value: Int64 = 0
+    for byte in digits {
+        guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+        let (times10, overflow1) = value.multipliedReportingOverflow(by: 10)
+        let (sum, overflow2) = times10.addingReportingOverflow(Int64(byte - UInt8(ascii: "0")))
+        guard !overflow1, !overflow2 else { return nil }
+        value = sum
+    }
+    return value
 }
 
 private func withBytes<R>(_ text: String, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {

@@ -16,10 +16,11 @@ public enum JournalCodec {
 
     /// The line for `event` (ending in `"\n"`) and its `hash` value.
     public static func encode(_ event: Event, previousHash: String) -> (line: String, hash: String) {
-        var text = encodedText(event)
-        let hash = chainHash(previousHash: Array(previousHash.utf8), text: &text)
-        let hashText = String(decoding: hash, as: UTF8.self)
-        return (text + " hash=" + hashText + "\n", hashText)
+        var chain = Array(previousHash.utf8)
+        precondition(chain.count == hashLength, "a previous hash is 64 hex digits")
+        var line: [UInt8] = []
+        JournalEncoder.appendLine(event, chainHash: &chain, to: &line)
+        return (String(decoding: line, as: UTF8.self), String(decoding: chain, as: UTF8.self))
     }
 
     /// Decodes one line (a single trailing `"\n"` is allowed) and checks that
@@ -43,27 +44,6 @@ public enum JournalCodec {
     }
 
     // MARK: Encoding
-
-    /// The line's text up to, not including, ` hash=`.
-    static func encodedText(_ event: Event) -> String {
-        let head = "seq=\(event.seq) at=\(event.at.iso8601) type="
-        switch event.kind {
-        case .genesis:
-            return head + "genesis format=\(formatVersion)"
-        case let .registered(r):
-            return head
-                + "registered machine=\(r.machine.text) key=\(r.key.text) expires=\(r.expires.iso8601)"
-                + " token=\(r.tokenDigest.text) balance=\(r.balance.value)"
-        case let .transfer(t):
-            return head
-                + "transfer tx=\(t.tx.text) from=\(t.from.text) to=\(t.to.text) key=\(t.key.text)"
-                + " amount=\(t.amount.value) req=\(t.requestID?.text ?? "-")"
-        case let .keyRotated(k):
-            return head
-                + "key_rotated machine=\(k.machine.text) key=\(k.key.text) expires=\(k.expires.iso8601)"
-                + " reason=\(k.reason.rawValue)"
-        }
-    }
 
     /// The lower-case hex SHA-256 of `previousHash + " " + text`, as 64 bytes.
     static func chainHash(previousHash: [UInt8], text: inout String) -> [UInt8] {
@@ -396,13 +376,5 @@ private func equals(_ bytes: UnsafeBufferPointer<UInt8>, text: String) -> Bool {
 /// Digits only, no sign, no leading zero (except `0` itself), fits `Int64`.
 private func canonicalInteger(_ bytes: UnsafeBufferPointer<UInt8>) -> Int64? {
     guard !bytes.isEmpty, bytes.count <= 19, bytes[0] != UInt8(ascii: "0") || bytes.count == 1 else { return nil }
-    var value: Int64 = 0
-    for byte in bytes {
-        guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
-        let (times10, overflow1) = value.multipliedReportingOverflow(by: 10)
-        let (sum, overflow2) = times10.addingReportingOverflow(Int64(byte - UInt8(ascii: "0")))
-        guard !overflow1, !overflow2 else { return nil }
-        value = sum
-    }
-    return value
+    return decimalValue(bytes)
 }

@@ -105,4 +105,48 @@ struct EncoderTests {
             #expect(decoded.event == event)
         }
     }
+
+    /// Regression (fuzz-journal-line under ASan): integers of more than 16
+    /// digits overran the encoder's digit buffer on the stack.
+    @Test("writes integers of every length, Int64.min and Int64.max included")
+    func integersOfEveryLength() {
+        var values: [Int64] = [0, Int64.max, Int64.min, Int64.min + 1]
+        var power: Int64 = 1
+        for _ in 0..<19 {
+            values += [power, power - 1, -power, -(power - 1)]
+            if power <= Int64.max / 10 { power *= 10 }
+        }
+        for value in values {
+            var bytes: [UInt8] = []
+            JournalEncoder.appendInteger(value, to: &bytes)
+            #expect(String(decoding: bytes, as: UTF8.self) == String(value))
+        }
+    }
+
+    @Test("a balance and an amount of 19 digits encode as the reference does")
+    func nineteenDigitFields() {
+        guard let alice = MachineName("alice"), let bob = MachineName("bob"),
+            let token = TokenDigest(String(repeating: "a", count: 64))
+        else { preconditionFailure("valid fixtures") }
+        let at = Timestamp(milliseconds: 1_795_000_180_000)
+        let key = PaymentKey(randomBytes: Array(repeating: 7, count: 16))
+        let events = [
+            Event(
+                seq: Int64.max, at: at,
+                kind: .registered(
+                    Event.Registration(
+                        machine: alice, key: key, expires: at, tokenDigest: token, balance: Centavos(Int64.max)))),
+            Event(
+                seq: 9_000_000_000_000_000_000, at: at,
+                kind: .transfer(
+                    Event.Transfer(
+                        tx: TxID(seq: 9_000_000_000_000_000_000), from: alice, to: bob, key: key,
+                        amount: Centavos(Int64.max), requestID: nil))),
+        ]
+        for event in events {
+            var bytes: [UInt8] = []
+            JournalEncoder.appendText(event, to: &bytes)
+            #expect(String(decoding: bytes, as: UTF8.self) == Self.referenceText(event))
+        }
+    }
 }

@@ -13,10 +13,20 @@ public struct JournalStatistics: Sendable, Hashable {
     public var fileSize: Int64
 }
 
+/// One batch the writer made durable: what it held and what it cost.
+public struct JournalBatch: Sendable {
+    /// The batch's events, in `seq` order.
+    public var events: [Event]
+    /// Bytes appended to the journal.
+    public var bytes: Int
+    /// Nanoseconds the write and the sync took together.
+    public var syncNanoseconds: Int64
+}
+
 /// What the writer tells its owner after each batch, on the writer thread.
 public enum JournalProgress: Sendable {
     /// Every line up to this `seq` is on stable storage.
-    case durable(through: Int64)
+    case durable(through: Int64, batch: JournalBatch)
     /// A write or sync failed: nothing more will ever become durable.
     case failed
 }
@@ -180,9 +190,11 @@ public final class JournalWriter: Sendable {
                 bytes.removeAll(keepingCapacity: true)
                 for event in events { JournalEncoder.appendLine(event, chainHash: &chainHash, to: &bytes) }
                 do {
+                    let started = DispatchTime.now().uptimeNanoseconds
                     try storage.append(bytes)
                     try storage.sync()
-                    complete(events: events.count, bytes: bytes.count, lastSeq: events[events.count - 1].seq)
+                    let took = Int64(clamping: DispatchTime.now().uptimeNanoseconds &- started)
+                    complete(JournalBatch(events: events, bytes: bytes.count, syncNanoseconds: took))
                 } catch {
                     fail(error as? JournalError ?? .io("\(error)"))
                 }
@@ -190,13 +202,14 @@ public final class JournalWriter: Sendable {
         }
     }
 
-    private func complete(events: Int, bytes: Int, lastSeq: Int64) {
+    private func complete(_ batch: JournalBatch) {
+        let lastSeq = batch.events[batch.events.count - 1].seq
         let (ready, handler) = state.withLock { state in
             state.durableSeq = lastSeq
             durable.store(lastSeq, ordering: .sequentiallyConsistent)
             state.statistics.syncs += 1
-            state.statistics.eventsSynced += events
-            state.statistics.fileSize += Int64(bytes)
+            state.statistics.eventsSynced += batch.events.count
+            state.statistics.fileSize += Int64(batch.bytes)
             state.statistics.lastSeq = lastSeq
             var ready: [Waiter] = []
             state.waiters.removeAll { waiter in
@@ -206,7 +219,7 @@ public final class JournalWriter: Sendable {
             }
             return (ready, state.progressHandler)
         }
-        handler?(.durable(through: lastSeq))
+        handler?(.durable(through: lastSeq, batch: batch))
         for waiter in ready { waiter.continuation.resume(returning: .success(())) }
     }
 

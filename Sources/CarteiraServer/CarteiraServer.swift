@@ -34,6 +34,9 @@ public final class CarteiraServer: Service {
     private let logger: Logger
     private let lock: JournalLock
     private let listener: any Channel
+    private let metricsListener: (any Channel)?
+    /// The port `GET /metrics` is served on, when metrics are on.
+    public var metricsPort: Int? { metricsListener?.localAddress?.port }
 
     /// Opens and replays the journal, then binds the listener. Nothing is
     /// served until `run()`.
@@ -44,9 +47,11 @@ public final class CarteiraServer: Service {
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         storage: ((String) throws -> any JournalStorage)? = nil
     ) async throws -> CarteiraServer {
+        let replayStarted = ContinuousClock.now
         let journal = try Journal.open(
             directory: configuration.journalDirectory, policy: configuration.keyPolicy, now: clock(),
             storage: storage)
+        let replayTook = ContinuousClock.now - replayStarted
         if let offset = journal.tornTailCutAt {
             logger.warning(
                 "Cut a torn tail off the journal",
@@ -62,13 +67,18 @@ public final class CarteiraServer: Service {
                 "ledger.machines": "\(journal.ledger.machines.count)",
                 "ledger.transfers": "\(journal.ledger.transfers.count)",
             ])
+        let metrics = configuration.metrics.map { _ in ServerMetrics() }
+        metrics?.replayed(
+            events: journal.ledger.eventCount, took: replayTook,
+            durableSeq: journal.ledger.lastSeq)
         let service = LedgerService(
             ledger: journal.ledger, writer: journal.writer, initialBalance: configuration.initialBalance,
             maximumConnections: configuration.maximumConnections, clock: clock)
         let core = ServerCore(
             ledger: service, writer: journal.writer, clock: clock, logger: logger,
             maximumQueuedAnswers: configuration.maximumQueuedAnswersPerConnection,
-            stuckTimeoutSeconds: configuration.stuckConnectionTimeoutSeconds)
+            stuckTimeoutSeconds: configuration.stuckConnectionTimeoutSeconds, metrics: metrics)
+        var metricsListener: (any Channel)?
         do {
             // Keys that expired while the server was down are rotated first.
             if let seq = service.rotateExpiredKeys() {
@@ -94,9 +104,18 @@ public final class CarteiraServer: Service {
             guard let port = listener.localAddress?.port else {
                 throw JournalError.io("the listener has no local port")
             }
+            if let metrics, let address = configuration.metrics {
+                do {
+                    metricsListener = try await MetricsEndpoint.bind(
+                        host: address.host, port: address.port, metrics: metrics, group: eventLoopGroup)
+                } catch {
+                    try? await listener.close()
+                    throw error
+                }
+            }
             return CarteiraServer(
                 configuration: configuration, core: core, journal: journal, listener: listener, port: port,
-                logger: logger)
+                metricsListener: metricsListener, logger: logger)
         } catch {
             await journal.writer.shutdown()
             journal.lock.release()
@@ -106,8 +125,9 @@ public final class CarteiraServer: Service {
 
     private init(
         configuration: ServerConfiguration, core: ServerCore, journal: OpenedJournal, listener: any Channel,
-        port: Int, logger: Logger
+        port: Int, metricsListener: (any Channel)?, logger: Logger
     ) {
+        self.metricsListener = metricsListener
         self.configuration = configuration
         self.core = core
         self.journalPath = journal.journalPath
@@ -128,6 +148,10 @@ public final class CarteiraServer: Service {
     /// non-zero).
     public func run() async throws {
         logger.info("Listening", metadata: ["server.host": "\(configuration.host)", "server.port": "\(port)"])
+        if let metricsPort, let address = configuration.metrics {
+            logger.info(
+                "Serving metrics", metadata: ["metrics.url": "http://\(address.host):\(metricsPort)/metrics"])
+        }
         // However the listener ends, the rest stops too.
         let core = core
         listener.closeFuture.whenComplete { _ in core.stopRequests.yield() }
@@ -142,6 +166,7 @@ public final class CarteiraServer: Service {
             self.shutdown()
         }
         await core.writer.shutdown()
+        try? await metricsListener?.close()
         lock.release()
         if let failure = core.failure.withLock({ $0 }) {
             logger.critical("Stopped: the journal could not be written", metadata: ["error": "\(failure)"])

@@ -133,12 +133,14 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 requestsServed: { counter.value })
         }
         if link == nil {
+            core.metrics?.connectionRefused()
             core.logger.warning("Refused a connection: too many clients or stopping", metadata: ["peer": "\(remote)"])
             closeAfterOutput = true
             appendOutput(Response.error(Rejection(.unavailable, "too many connections or shutting down")).wire)
             flush()
             return
         }
+        core.metrics?.connectionAdmitted()
         core.logger.debug("Connection opened", metadata: ["peer": "\(remote)"])
         context.fireChannelActive()
     }
@@ -152,6 +154,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         inbound = nil
         if let link {
             core.ledger.connectionClosed(link.id)
+            core.metrics?.connectionClosed()
             core.connectionClosed()
         }
         core.logger.debug("Connection closed", metadata: ["peer": "\(link?.remoteAddress ?? "unknown")"])
@@ -254,11 +257,11 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private func handle(_ frame: InboundFrame) {
         let now = core.clock()
         let action: SessionAction
+        var parsed: Result<Request, Rejection>? = nil
         switch frame {
         case .tooLong:
             action = session.receiveTooLong()
         case let .line(line):
-            let parsed: Result<Request, Rejection>?
             if let text = String(validating: line.readableBytesView, as: UTF8.self) {
                 parsed = Request.parse(text[...])
             } else {
@@ -266,19 +269,24 @@ final class ConnectionHandler: ChannelDuplexHandler {
             }
             action = session.receive(parsed, serving: core.ledger.serving, now: now)
         }
+        let item: Outgoing
         switch action {
         case .ignore:
             return
         case let .answer(response):
-            enqueue(Outgoing(text: response.wire, kind: .answer, durableThrough: 0))
+            core.metrics?.request(try? parsed?.get(), answered: response)
+            item = Outgoing(text: response.wire, kind: .answer, durableThrough: 0)
         case let .answerAndClose(response):
-            enqueue(Outgoing(text: response.wire, kind: .final, durableThrough: 0))
+            core.metrics?.request(try? parsed?.get(), answered: response)
+            item = Outgoing(text: response.wire, kind: .final, durableThrough: 0)
         case let .ask(query):
             guard let link else { return }
             let answer = core.ledger.perform(query, for: link, now: now)
+            core.metrics?.request(try? parsed?.get(), answered: answer.response)
             session.answered(answer.response, now: now)
-            enqueue(Outgoing(text: answer.response.wire, kind: .answer, durableThrough: answer.durableThrough))
+            item = Outgoing(text: answer.response.wire, kind: .answer, durableThrough: answer.durableThrough)
         }
+        enqueue(item)
         counter.increment()
         release.local.value.requestRate.record(at: now)
     }

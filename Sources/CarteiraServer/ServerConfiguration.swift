@@ -24,6 +24,9 @@ public struct ServerConfiguration: Sendable {
     public var outputLowWaterMarkBytes: Int
     /// How long graceful shutdown waits for connections to drain.
     public var shutdownGraceSeconds: Int64
+    /// Where `GET /metrics` is served (Prometheus text format); off when
+    /// `nil`. Port 0 picks a free one (`CarteiraServer.metricsPort`).
+    public var metrics: (host: String, port: Int)?
 
     public init(
         host: String = "127.0.0.1",
@@ -37,8 +40,10 @@ public struct ServerConfiguration: Sendable {
         stuckConnectionTimeoutSeconds: Int64 = 30,
         outputHighWaterMarkBytes: Int = 256 * 1024,
         outputLowWaterMarkBytes: Int = 64 * 1024,
-        shutdownGraceSeconds: Int64 = 10
+        shutdownGraceSeconds: Int64 = 10,
+        metrics: (host: String, port: Int)? = nil
     ) {
+        self.metrics = metrics
         self.host = host
         self.port = port
         self.journalDirectory = journalDirectory

@@ -13,6 +13,8 @@ final class ServerCore: Sendable {
     let logger: Logger
     let maximumQueuedAnswers: Int
     let stuckTimeoutSeconds: Int64
+    /// The instruments, when `--metrics` is on.
+    let metrics: ServerMetrics?
     private let loops = Mutex<[ObjectIdentifier: LoopRelease]>([:])
     private let failed = Atomic<Bool>(false)
     /// The first journal error; `run()` throws it.
@@ -25,8 +27,9 @@ final class ServerCore: Sendable {
 
     init(
         ledger: LedgerService, writer: JournalWriter, clock: @escaping @Sendable () -> Timestamp, logger: Logger,
-        maximumQueuedAnswers: Int, stuckTimeoutSeconds: Int64
+        maximumQueuedAnswers: Int, stuckTimeoutSeconds: Int64, metrics: ServerMetrics?
     ) {
+        self.metrics = metrics
         self.ledger = ledger
         self.writer = writer
         self.clock = clock
@@ -56,9 +59,12 @@ final class ServerCore: Sendable {
     /// On the journal thread after every batch.
     private func journalProgressed(_ progress: JournalProgress) {
         switch progress {
-        case .durable:
+        case let .durable(seq, batch):
+            // Counted before any answer it covers is released.
+            metrics?.durable(batch, through: seq)
             for loop in allLoops { loop.journalProgressed(failed: false) }
         case .failed:
+            metrics?.journalFailed()
             failed.store(true, ordering: .sequentiallyConsistent)
             ledger.journalFailed()
             for loop in allLoops { loop.journalProgressed(failed: true) }

@@ -52,6 +52,11 @@ struct Serve: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Event-loop threads that serve connections (default: one per core).", valueName: "n"))
     var eventLoops = System.coreCount
 
+    @Option(
+        help: ArgumentHelp(
+            "Serve Prometheus metrics at http://HOST:PORT/metrics (off by default).", valueName: "host:port"))
+    var metrics: String?
+
     @Flag(inversion: .prefixedNo, help: "Run the admin console (default: when standard input is a terminal).")
     var console: Bool?
 
@@ -71,6 +76,20 @@ struct Serve: AsyncParsableCommand {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535") }
         guard maxClients > 0 else { throw ValidationError("--max-clients must be at least 1") }
         guard (1...256).contains(eventLoops) else { throw ValidationError("--event-loops must be 1 to 256") }
+        if let metrics, Self.hostAndPort(metrics) == nil {
+            throw ValidationError("--metrics must be HOST:PORT, like 127.0.0.1:9470 or [::1]:9470")
+        }
+    }
+
+    /// `HOST:PORT` or `[IPV6]:PORT`, the port 0 to 65535.
+    static func hostAndPort(_ text: String) -> (host: String, port: Int)? {
+        guard let colon = text.lastIndex(of: ":") else { return nil }
+        var host = text[..<colon]
+        if host.hasPrefix("["), host.hasSuffix("]") { host = host.dropFirst().dropLast() }
+        guard !host.isEmpty, let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+            return nil
+        }
+        return (String(host), port)
     }
 
     /// A request amount, or zero written as one (`0`, `0,00`).
@@ -92,7 +111,8 @@ struct Serve: AsyncParsableCommand {
         let configuration = ServerConfiguration(
             host: host, port: port, journalDirectory: journal,
             initialBalance: initialBalanceCentavos ?? Centavos(10_000),
-            keyTTLSeconds: keyTTL, keyGraceSeconds: keyGrace, maximumConnections: maxClients)
+            keyTTLSeconds: keyTTL, keyGraceSeconds: keyGrace, maximumConnections: maxClients,
+            metrics: metrics.flatMap(Self.hostAndPort))
         let server: CarteiraServer
         do {
             let loops = MultiThreadedEventLoopGroup(numberOfThreads: eventLoops)

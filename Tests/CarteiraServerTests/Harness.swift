@@ -19,7 +19,7 @@ struct TestServer {
     static func start(
         journal: String, keyTTLSeconds: Int64 = 180, keyGraceSeconds: Int64 = 30, maximumConnections: Int = 10_000,
         initialBalance: Centavos = Centavos(10_000), maximumQueuedAnswers: Int = 1024,
-        stuckConnectionTimeoutSeconds: Int64 = 30,
+        stuckConnectionTimeoutSeconds: Int64 = 30, metrics: Bool = false,
         storage: ((String) throws -> any JournalStorage)? = nil
     ) async throws -> TestServer {
         var logger = Logger(label: "test-server")
@@ -28,7 +28,8 @@ struct TestServer {
             host: "127.0.0.1", port: 0, journalDirectory: journal, initialBalance: initialBalance,
             keyTTLSeconds: keyTTLSeconds, keyGraceSeconds: keyGraceSeconds, maximumConnections: maximumConnections,
             maximumQueuedAnswersPerConnection: maximumQueuedAnswers,
-            stuckConnectionTimeoutSeconds: stuckConnectionTimeoutSeconds, shutdownGraceSeconds: 5)
+            stuckConnectionTimeoutSeconds: stuckConnectionTimeoutSeconds, shutdownGraceSeconds: 5,
+            metrics: metrics ? ("127.0.0.1", 0) : nil)
         let server = try await CarteiraServer.start(configuration: configuration, logger: logger, storage: storage)
         let task = Task { try await server.run() }
         return TestServer(server: server, task: task)

@@ -101,7 +101,9 @@ let package = Package(
         .testTarget(
             name: "CarteiraCoreTests", dependencies: ["CarteiraCore", "CarteiraTestSupport"],
             swiftSettings: swiftSettings),
-        .testTarget(name: "CarteiraProtocolTests", dependencies: ["CarteiraProtocol"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "CarteiraProtocolTests", dependencies: ["CarteiraProtocol", "CarteiraTestSupport"],
+            swiftSettings: swiftSettings),
         .testTarget(
             name: "CarteiraJournalTests", dependencies: ["CarteiraJournal", "CarteiraTestSupport"],
             swiftSettings: swiftSettings),

@@ -53,69 +53,78 @@ public enum Request: Sendable, Hashable {
 
     /// Parses one line (without its `\n`; a trailing `\r` is dropped). An
     /// empty line is `nil`: it is not a request and gets no answer.
+    ///
+    /// The hot path of every request: fields are cut as `Substring`s of the
+    /// line (no array), and the command word is matched on its bytes folded
+    /// to upper case, packed into one integer (no `String` is made unless
+    /// the line is refused).
     public static func parse(_ line: Substring) -> Result<Request, Rejection>? {
         var line = line
         if line.utf8.last == UInt8(ascii: "\r") { line = line.dropLast() }
         if line.isEmpty { return nil }
-        let fields = wireFields(line)
+        let fields = WireFields(line)
+        let word = fields[0]
         // ASCII only: Unicode case mapping and canonical equivalence would let
         // `ſend` or a Kelvin sign `K` name a command.
-        guard fields[0].utf8.allSatisfy({ $0 < 0x80 }) else {
-            return .failure(Rejection(.unknownCommand, "unknown command \(sanitized(String(fields[0].prefix(32))))"))
+        guard word.utf8.allSatisfy({ $0 < 0x80 }) else {
+            return .failure(Rejection(.unknownCommand, "unknown command \(sanitized(String(word.prefix(32))))"))
         }
-        let command = fields[0].uppercased()
-        let arguments = fields.dropFirst()
+        guard let command = CommandWord(word) else {
+            return .failure(
+                Rejection(.unknownCommand, "unknown command \(sanitized(String(word.uppercased().prefix(32))))"))
+        }
+        let arguments = fields.count - 1
         func count(_ allowed: ClosedRange<Int>) -> Rejection? {
-            allowed.contains(arguments.count)
+            allowed.contains(arguments)
                 ? nil
-                : Rejection(.badRequest, "\(command) takes \(describe(allowed)) field(s) after the command, got \(arguments.count)")
+                : Rejection(
+                    .badRequest,
+                    "\(command.name) takes \(describe(allowed)) field(s) after the command, got \(arguments)")
         }
         switch command {
-        case "PING", "WHOAMI", "BALANCE", "KEY", "ROTATE", "QUIT":
+        case .ping, .whoami, .balance, .key, .rotate, .quit:
             if let problem = count(0...0) { return .failure(problem) }
             switch command {
-            case "PING": return .success(.ping)
-            case "WHOAMI": return .success(.whoami)
-            case "BALANCE": return .success(.balance)
-            case "KEY": return .success(.key)
-            case "ROTATE": return .success(.rotate)
+            case .ping: return .success(.ping)
+            case .whoami: return .success(.whoami)
+            case .balance: return .success(.balance)
+            case .key: return .success(.key)
+            case .rotate: return .success(.rotate)
             default: return .success(.quit)
             }
-        case "REGISTER":
+        case .register:
             if let problem = count(1...1) { return .failure(problem) }
             guard let machine = MachineName(fields[1]) else { return .failure(badName(fields[1])) }
             return .success(.register(machine))
-        case "LOGIN":
+        case .login:
             if let problem = count(2...2) { return .failure(problem) }
             guard let machine = MachineName(fields[1]) else { return .failure(badName(fields[1])) }
             return .success(.login(machine, token: Token(fields[2])))
-        case "CHECK":
+        case .check:
             if let problem = count(1...1) { return .failure(problem) }
             return .success(.check(keyText: String(fields[1])))
-        case "SEND":
+        case .send:
             if let problem = count(2...3) { return .failure(problem) }
             guard let amount = Centavos(amount: fields[2]) else {
                 return .failure(Rejection(.badAmount, "amount must be reais greater than zero, like 50, 50,5 or 50,25"))
             }
             var requestID: RequestID?
-            if arguments.count == 3 {
+            if arguments == 3 {
                 guard let id = RequestID(fields[3]) else {
                     return .failure(Rejection(.badRequest, "request id must be 1-64 of A-Z a-z 0-9 _ -, not - alone"))
                 }
                 requestID = id
             }
             return .success(.send(keyText: String(fields[1]), amount: amount, requestID: requestID))
-        case "HISTORY":
+        case .history:
             if let problem = count(0...1) { return .failure(problem) }
-            guard arguments.count == 1 else { return .success(.history(limit: HistoryLimit.defaultValue)) }
+            guard arguments == 1 else { return .success(.history(limit: HistoryLimit.defaultValue)) }
             guard fields[1].utf8.count <= 4, fields[1].utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }),
                 let limit = Int(fields[1]), HistoryLimit.range.contains(limit)
             else {
                 return .failure(Rejection(.badRequest, "history limit must be a whole number from 1 to 1000"))
             }
             return .success(.history(limit: limit))
-        default:
-            return .failure(Rejection(.unknownCommand, "unknown command \(sanitized(String(command.prefix(32))))"))
         }
     }
 
@@ -142,6 +151,86 @@ private func badName(_ text: Substring) -> Rejection {
 
 private func describe(_ range: ClosedRange<Int>) -> String {
     range.lowerBound == range.upperBound ? "\(range.lowerBound)" : "\(range.lowerBound)-\(range.upperBound)"
+}
+
+/// A request's command word, recognised from its bytes.
+private enum CommandWord: UInt64, CaseIterable {
+    // Each name's ASCII bytes, big-endian in one integer (`"KEY"` is
+    // 0x4B4559): `init` packs the word the same way after folding a-z to
+    // A-Z, so one comparison per candidate matches it. No name is longer
+    // than 8 bytes.
+    case ping = 0x5049_4E47
+    case register = 0x5245_4749_5354_4552
+    case login = 0x4C_4F47_494E
+    case whoami = 0x5748_4F41_4D49
+    case balance = 0x42_414C_414E_4345
+    case key = 0x4B_4559
+    case rotate = 0x524F_5441_5445
+    case check = 0x43_4845_434B
+    case send = 0x5345_4E44
+    case history = 0x48_4953_544F_5259
+    case quit = 0x5155_4954
+
+    init?(_ word: Substring) {
+        guard (1...8).contains(word.utf8.count) else { return nil }
+        var packed: UInt64 = 0
+        for byte in word.utf8 {
+            let upper = byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z") ? byte - 32 : byte
+            packed = packed << 8 | UInt64(upper)
+        }
+        self.init(rawValue: packed)
+    }
+
+    /// The word as written on the wire, upper case.
+    var name: String {
+        var bytes: [UInt8] = []
+        var rest = rawValue
+        while rest > 0 {
+            bytes.insert(UInt8(truncatingIfNeeded: rest), at: 0)
+            rest >>= 8
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// The fields of a request line, cut at every `|` byte: the first four as
+/// `Substring`s of the line (no request has more), and how many there are.
+/// Cut by bytes, not `Character`s: a combining mark after `|` (`|\u{301}`)
+/// would hide it inside a grapheme.
+struct WireFields {
+    private(set) var count = 0
+    private var first = Substring()
+    private var second = Substring()
+    private var third = Substring()
+    private var fourth = Substring()
+
+    init(_ line: Substring) {
+        let bytes = line.utf8
+        var start = bytes.startIndex
+        while true {
+            let end = bytes[start...].firstIndex(of: UInt8(ascii: "|")) ?? bytes.endIndex
+            switch count {
+            case 0: first = Substring(bytes[start..<end])
+            case 1: second = Substring(bytes[start..<end])
+            case 2: third = Substring(bytes[start..<end])
+            case 3: fourth = Substring(bytes[start..<end])
+            default: break
+            }
+            count += 1
+            guard end < bytes.endIndex else { return }
+            start = bytes.index(after: end)
+        }
+    }
+
+    /// Field `index` (0 to 3); empty past `count`.
+    subscript(index: Int) -> Substring {
+        switch index {
+        case 0: first
+        case 1: second
+        case 2: third
+        default: fourth
+        }
+    }
 }
 
 /// Splits a line at every `|` byte. Splitting by `Character` would miss a `|`

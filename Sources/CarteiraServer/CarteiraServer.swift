@@ -32,7 +32,8 @@ public final class CarteiraServer: Service {
     public let port: Int
     private let core: ServerCore
     private let logger: Logger
-    private let lock: JournalLock
+    /// Releases the journal (the file journal's lock) once the writer stopped.
+    private let releaseJournal: @Sendable () -> Void
     private let listener: any Channel
 
     /// Opens and replays the journal, then binds the listener. Nothing is
@@ -62,17 +63,33 @@ public final class CarteiraServer: Service {
                 "ledger.machines": "\(journal.ledger.machines.count)",
                 "ledger.transfers": "\(journal.ledger.transfers.count)",
             ])
+        return try await start(
+            configuration: configuration, ledger: journal.ledger, writer: journal.writer,
+            journalPath: journal.journalPath, release: { journal.lock.release() }, logger: logger, clock: clock,
+            eventLoopGroup: eventLoopGroup)
+    }
+
+    /// Serves a ledger whose journal someone else opened and replayed (the
+    /// PostgreSQL journal): `writer` appends after `ledger.lastSeq`, and
+    /// `release` is called once the writer has stopped, or at once if the
+    /// start fails. `journalPath` is only shown (logs, console).
+    public static func start(
+        configuration: ServerConfiguration, ledger: Ledger, writer: JournalWriter, journalPath: String,
+        release: @escaping @Sendable () -> Void, logger: Logger,
+        clock: @escaping @Sendable () -> Timestamp = systemClock,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> CarteiraServer {
         let service = LedgerService(
-            ledger: journal.ledger, writer: journal.writer, initialBalance: configuration.initialBalance,
+            ledger: ledger, writer: writer, initialBalance: configuration.initialBalance,
             maximumConnections: configuration.maximumConnections, clock: clock)
         let core = ServerCore(
-            ledger: service, writer: journal.writer, clock: clock, logger: logger,
+            ledger: service, writer: writer, clock: clock, logger: logger,
             maximumQueuedAnswers: configuration.maximumQueuedAnswersPerConnection,
             stuckTimeoutSeconds: configuration.stuckConnectionTimeoutSeconds)
         do {
             // Keys that expired while the server was down are rotated first.
             if let seq = service.rotateExpiredKeys() {
-                try await journal.writer.waitDurable(through: seq)
+                try await writer.waitDurable(through: seq)
             }
             let listener = try await ServerBootstrap(group: eventLoopGroup)
                 .serverChannelOption(.backlog, value: 256)
@@ -95,23 +112,23 @@ public final class CarteiraServer: Service {
                 throw JournalError.io("the listener has no local port")
             }
             return CarteiraServer(
-                configuration: configuration, core: core, journal: journal, listener: listener, port: port,
-                logger: logger)
+                configuration: configuration, core: core, journalPath: journalPath, release: release,
+                listener: listener, port: port, logger: logger)
         } catch {
-            await journal.writer.shutdown()
-            journal.lock.release()
+            await writer.shutdown()
+            release()
             throw error
         }
     }
 
     private init(
-        configuration: ServerConfiguration, core: ServerCore, journal: OpenedJournal, listener: any Channel,
-        port: Int, logger: Logger
+        configuration: ServerConfiguration, core: ServerCore, journalPath: String,
+        release: @escaping @Sendable () -> Void, listener: any Channel, port: Int, logger: Logger
     ) {
         self.configuration = configuration
         self.core = core
-        self.journalPath = journal.journalPath
-        self.lock = journal.lock
+        self.journalPath = journalPath
+        self.releaseJournal = release
         self.listener = listener
         self.port = port
         self.logger = logger
@@ -142,7 +159,7 @@ public final class CarteiraServer: Service {
             self.shutdown()
         }
         await core.writer.shutdown()
-        lock.release()
+        releaseJournal()
         if let failure = core.failure.withLock({ $0 }) {
             logger.critical("Stopped: the journal could not be written", metadata: ["error": "\(failure)"])
             throw failure

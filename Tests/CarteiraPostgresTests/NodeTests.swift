@@ -140,7 +140,10 @@
                             // Pipelined: eight requests in flight per peer.
                             for item in 0..<8 { socket.send("SEND|\(payee)|0,01|r\(round)-\(item)\n") }
                             for _ in 0..<8 {
-                                guard let line = socket.readLine() else {
+                                // Pushes (`EVT|received`) come between answers.
+                                var next = socket.readLine()
+                                while let push = next, push.hasPrefix("EVT|") { next = socket.readLine() }
+                                guard let line = next else {
                                     tally.refused.add(1, ordering: .relaxed)
                                     return
                                 }

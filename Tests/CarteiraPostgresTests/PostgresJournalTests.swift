@@ -2,6 +2,7 @@
     import CarteiraCore
     import CarteiraJournal
     import CarteiraPostgres
+    import CarteiraServer
     import CarteiraTestSupport
     import Foundation
     import Testing
@@ -17,7 +18,8 @@
             let key = PaymentKey(randomBytes: (0..<16).map { _ in UInt8.random(in: 0...255) })
             let command = Command.register(
                 machine: name, tokenDigest: digest, key: key, initialBalance: Centavos(10_000))
-            guard case let .accept(event) = ledger.decide(command, at: Timestamp(milliseconds: 1_700_000_000_000))
+            // Now: keys that expired would be rotated by a server that takes over.
+            guard case let .accept(event) = ledger.decide(command, at: systemClock())
             else { preconditionFailure("a fresh name registers") }
             try? ledger.apply(event)
             events.append(event)
@@ -27,7 +29,7 @@
 
     /// The genesis line, written straight to the table.
     func writeGenesis(_ store: PostgresJournalStore, ledger: inout Ledger) async throws -> String {
-        let genesis = Event(seq: 0, at: Timestamp(milliseconds: 1_700_000_000_000), kind: .genesis)
+        let genesis = Event(seq: 0, at: systemClock(), kind: .genesis)
         let (line, hash) = JournalCodec.encode(genesis, previousHash: JournalCodec.zeroHash)
         try await store.insert(seqs: [0], lines: [String(line.dropLast())])
         try ledger.apply(genesis)

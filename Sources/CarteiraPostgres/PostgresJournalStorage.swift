@@ -70,6 +70,14 @@
             }
             switch outcome {
             case .success:
+                if let stale = lease() {
+                    // Committed, but this server was stopped or cut off past
+                    // its lease meanwhile and another may lead now: it
+                    // acknowledges nothing more. The clients retry with their
+                    // request ids and get these lines' answers from the leader.
+                    fence("lost leadership: \(stale)")
+                    throw JournalError.io("PostgreSQL journal: outcome unknown: lost leadership: \(stale)")
+                }
                 state.withLock { $0.written += Int64(bytes.count) }
             case let .failure(error):
                 fence("\(error)")

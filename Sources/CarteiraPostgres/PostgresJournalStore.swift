@@ -4,6 +4,7 @@
     public import NIOCore
     public import NIOPosix
     public import PostgresNIO
+    import Synchronization
 
     /// One connection to the PostgreSQL journal and everything Carteira asks of
     /// it. The journal is one table, `carteira_journal (seq bigint primary key,
@@ -46,10 +47,14 @@
         public let url: PostgresURL
         let logger: Logger
 
+        private let waiting = Waiting()
+
         private init(connection: PostgresConnection, url: PostgresURL, logger: Logger) {
             self.connection = connection
             self.url = url
             self.logger = logger
+            let waiting = waiting
+            connection.closeFuture.whenComplete { _ in waiting.closeAll() }
         }
 
         /// Connects, applies `limits` (nil: none, for short off-line commands)
@@ -105,16 +110,20 @@
         /// Lines with `seq > after`, in `seq` order, at most `limit`.
         public func lines(after: Int64, limit: Int = 10_000) async throws(JournalError) -> [(seq: Int64, line: String)]
         {
+            let logger = logger
             do {
-                let rows = try await connection.query(
-                    "SELECT seq, line FROM carteira_journal WHERE seq > \(after) ORDER BY seq LIMIT \(limit)",
-                    logger: logger)
-                var result: [(seq: Int64, line: String)] = []
-                for try await row in rows {
-                    let (seq, line) = try row.decode((Int64, String).self)
-                    result.append((seq, line))
+                let rows = try await guarded { connection in
+                    var result: [Row] = []
+                    let rows = try await connection.query(
+                        "SELECT seq, line FROM carteira_journal WHERE seq > \(after) ORDER BY seq LIMIT \(limit)",
+                        logger: logger)
+                    for try await row in rows {
+                        let (seq, line) = try row.decode((Int64, String).self)
+                        result.append(Row(seq: seq, line: line))
+                    }
+                    return result
                 }
-                return result
+                return rows.map { ($0.seq, $0.line) }
             } catch {
                 throw Self.journalError(error, doing: "read the journal")
             }
@@ -129,24 +138,27 @@
         /// `notify: false` leaves the standbys to find the lines by polling
         /// (tests of lost notifications).
         public func insert(seqs: [Int64], lines: [String], notify: Bool = true) async throws(PostgresWriteError) {
+            let logger = logger
             do {
-                if notify {
-                    _ = try await connection.query(
-                        """
-                        WITH written AS (INSERT INTO carteira_journal (seq, line) \
-                        SELECT * FROM unnest(\(seqs)::int8[], \(lines)::text[]) RETURNING seq) \
-                        SELECT pg_notify('\(unescaped: Self.channel)', max(seq)::text) FROM written
-                        """,
-                        logger: logger
-                    ).collect()
-                } else {
-                    _ = try await connection.query(
-                        """
-                        INSERT INTO carteira_journal (seq, line) \
-                        SELECT * FROM unnest(\(seqs)::int8[], \(lines)::text[])
-                        """,
-                        logger: logger
-                    ).collect()
+                try await guarded { connection in
+                    if notify {
+                        _ = try await connection.query(
+                            """
+                            WITH written AS (INSERT INTO carteira_journal (seq, line) \
+                            SELECT * FROM unnest(\(seqs)::int8[], \(lines)::text[]) RETURNING seq) \
+                            SELECT pg_notify('\(unescaped: Self.channel)', max(seq)::text) FROM written
+                            """,
+                            logger: logger
+                        ).collect()
+                    } else {
+                        _ = try await connection.query(
+                            """
+                            INSERT INTO carteira_journal (seq, line) \
+                            SELECT * FROM unnest(\(seqs)::int8[], \(lines)::text[])
+                            """,
+                            logger: logger
+                        ).collect()
+                    }
                 }
             } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
                 throw .fenced(
@@ -170,13 +182,16 @@
 
         /// Records the address standbys send clients to.
         public func advertise(_ address: String) async throws(JournalError) {
+            let logger = logger
             do {
-                _ = try await connection.query(
-                    """
-                    INSERT INTO carteira_leader (id, address, since) VALUES (1, \(address), now()) \
-                    ON CONFLICT (id) DO UPDATE SET address = excluded.address, since = excluded.since
-                    """, logger: logger
-                ).collect()
+                try await guarded { connection in
+                    _ = try await connection.query(
+                        """
+                        INSERT INTO carteira_leader (id, address, since) VALUES (1, \(address), now()) \
+                        ON CONFLICT (id) DO UPDATE SET address = excluded.address, since = excluded.since
+                        """, logger: logger
+                    ).collect()
+                }
             } catch {
                 throw Self.journalError(error, doing: "record the leader's address")
             }
@@ -190,22 +205,72 @@
         // MARK: Helpers
 
         func run(_ sql: String) async throws(JournalError) {
+            let logger = logger
             do {
-                _ = try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger).collect()
+                try await guarded { connection in
+                    _ = try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger).collect()
+                }
             } catch {
                 throw Self.journalError(error, doing: "prepare the journal")
             }
         }
 
-        private func one<T: PostgresDecodable>(_ query: PostgresQuery, as type: T.Type) async throws(JournalError)
-            -> T?
+        private func one<T: PostgresDecodable & Sendable>(_ query: PostgresQuery, as type: T.Type)
+            async throws(JournalError) -> T?
         {
+            let logger = logger
             do {
-                let rows = try await connection.query(query, logger: logger)
-                for try await row in rows { return try row.decode(T.self) }
-                return nil
+                return try await guarded { connection in
+                    let rows = try await connection.query(query, logger: logger)
+                    for try await row in rows { return try row.decode(T.self) }
+                    return nil
+                }
             } catch {
                 throw Self.journalError(error, doing: "query the journal")
+            }
+        }
+
+        private struct Row: Sendable {
+            var seq: Int64
+            var line: String
+        }
+
+        /// The longest any statement may take before it counts as failed.
+        static let statementDeadline = Duration.seconds(30)
+
+        /// Runs `body` on the connection, but fails at once when the
+        /// connection closes and after `statementDeadline`: a query written
+        /// to a connection as it closes can otherwise wait forever. A body
+        /// given up on is left to end on its own.
+        private func guarded<T: Sendable>(
+            _ body: @escaping @Sendable (PostgresConnection) async throws -> T
+        ) async throws -> T {
+            let connection = connection
+            let settled = Settled()
+            let waiting = waiting
+            return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+                let gone = { @Sendable (reason: String) in
+                    if settled.claim() { continuation.resume(throwing: ConnectionGone(reason: reason)) }
+                }
+                guard let id = waiting.add({ gone("the connection was closed") }) else {
+                    return gone("the connection was closed")
+                }
+                let timer = Task {
+                    try await Task.sleep(for: Self.statementDeadline)
+                    gone("no answer within \(Self.statementDeadline)")
+                }
+                Task {
+                    defer {
+                        waiting.remove(id)
+                        timer.cancel()
+                    }
+                    do {
+                        let value = try await body(connection)
+                        if settled.claim() { continuation.resume(returning: value) }
+                    } catch {
+                        if settled.claim() { continuation.resume(throwing: error) }
+                    }
+                }
             }
         }
 
@@ -216,6 +281,7 @@
         /// A message for people: the server's own message when there is one,
         /// never the library's internals.
         static func describe(_ error: any Error) -> String {
+            if let gone = error as? ConnectionGone { return gone.reason }
             if let error = error as? PSQLError {
                 if let message = error.serverInfo?[.message] {
                     return message + (error.serverInfo?[.sqlState].map { " (SQLSTATE \($0))" } ?? "")
@@ -231,6 +297,55 @@
             }
             return "\(error)"
         }
+    }
+
+    /// The statements waiting on a connection, failed all at once when it
+    /// closes (one callback on its `closeFuture`, however many statements).
+    final class Waiting: Sendable {
+        private struct State {
+            var closed = false
+            var next = 0
+            var waiting: [Int: @Sendable () -> Void] = [:]
+        }
+
+        private let state = Mutex(State())
+
+        /// Registers `onClose`; nil (and not registered) once closed.
+        func add(_ onClose: @escaping @Sendable () -> Void) -> Int? {
+            state.withLock { state in
+                guard !state.closed else { return nil }
+                defer { state.next += 1 }
+                state.waiting[state.next] = onClose
+                return state.next
+            }
+        }
+
+        func remove(_ id: Int) {
+            _ = state.withLock { $0.waiting.removeValue(forKey: id) }
+        }
+
+        func closeAll() {
+            let callbacks = state.withLock { state in
+                state.closed = true
+                defer { state.waiting = [:] }
+                return Array(state.waiting.values)
+            }
+            for callback in callbacks { callback() }
+        }
+    }
+
+    /// Resumes a continuation once, whichever of several racers is first.
+    final class Settled: Sendable {
+        private let done = Atomic<Bool>(false)
+
+        /// True for the first caller only.
+        func claim() -> Bool {
+            done.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
+        }
+    }
+
+    struct ConnectionGone: Error {
+        var reason: String
     }
 
     /// Why a batch did not become durable.

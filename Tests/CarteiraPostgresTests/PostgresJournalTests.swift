@@ -5,6 +5,7 @@
     import CarteiraServer
     import CarteiraTestSupport
     import Foundation
+    import Synchronization
     import Testing
 
     /// Registration events for machines `prefix0`, `prefix1`, ... following
@@ -34,6 +35,12 @@
         try await store.insert(seqs: [0], lines: [String(line.dropLast())])
         try ledger.apply(genesis)
         return hash
+    }
+
+    final class Counter: Sendable {
+        private let value = Atomic<Int>(0)
+        /// The count before this call.
+        func next() -> Int { value.wrappingAdd(1, ordering: .relaxed).oldValue }
     }
 
     @Suite(
@@ -97,6 +104,30 @@
             } catch {
                 #expect("\(error)".contains("line 2"))
             }
+            await store.close()
+        }
+
+        @Test("a writer whose lease goes stale during a write answers nothing, though the line committed")
+        func staleLeaseAnswersNothing() async throws {
+            let url = try PostgresFixture.database()
+            let store = try await PostgresJournalStore.connect(url, limits: nil, logger: quietLogger)
+            var ledger = Ledger()
+            let hash = try await writeGenesis(store, ledger: &ledger)
+            // Fresh before the write, stale after it: as a leader stopped
+            // (SIGSTOP) while its INSERT was in flight finds when it resumes.
+            let asked = Counter()
+            let storage = PostgresJournalStorage(store: store) {
+                asked.next() == 0 ? nil : "no heartbeat within 4 s"
+            }
+            let writer = JournalWriter(storage: storage, lastSeq: 0, lastHash: Array(hash.utf8), fileSize: 0)
+            let events = registrations(2, prefix: "s", after: &ledger)
+            #expect(writer.append(events[0]))
+            await #expect(throws: JournalError.closed) { try await writer.waitDurable(through: 1) }
+            #expect(storage.fenceReason?.contains("lost leadership") == true)
+            #expect(!writer.append(events[1]))
+            // Outcome unknown, not lost: the line is there for the next leader.
+            #expect(try PostgresFixture.sql(url, "SELECT count(*) FROM carteira_journal") == "2")
+            await writer.shutdown()
             await store.close()
         }
 

@@ -36,6 +36,10 @@ enum PostgresJournal {
                 throw ExitCode(1)
             }
             let advertised = advertise ?? "\(configuration.host):\(configuration.port)"
+            guard isHostPort(advertised) else {
+                printError("carteira-server: --advertise must be HOST:PORT, like 10.0.0.2:7070, got \(advertised)")
+                throw ExitCode(1)
+            }
             let node = PostgresNode(
                 configuration: configuration, options: PostgresNode.Options(url: url, advertise: advertised),
                 logger: logger, eventLoopGroup: MultiThreadedEventLoopGroup(numberOfThreads: eventLoops))
@@ -55,6 +59,15 @@ enum PostgresJournal {
             printError("carteira-server: \(missing)")
             throw ExitCode(1)
         #endif
+    }
+
+    /// `HOST:PORT` with a port of 1-65535.
+    static func isHostPort(_ text: String) -> Bool {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]) else {
+            return false
+        }
+        let host = text[..<colon]
+        return (1...65535).contains(port) && !host.isEmpty && !host.contains(where: { $0.isWhitespace || $0 == "|" })
     }
 
     /// `journal verify|replay|export` on a URL: the summary, the machine

@@ -26,6 +26,13 @@ let package = Package(
         .library(name: "CarteiraClient", targets: ["CarteiraClient"]),
         .library(name: "CarteiraConsole", targets: ["CarteiraConsole"]),
     ],
+    // `swift build --traits Postgres` adds the PostgreSQL journal
+    // (docs/operations.md); a plain build neither fetches nor builds
+    // postgres-nio.
+    traits: [
+        .trait(name: "Postgres", description: "The journal on PostgreSQL, with leaders and standbys (postgres-nio)."),
+        .default(enabledTraits: []),
+    ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.24.0"),
@@ -35,6 +42,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.1.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         .target(name: "CarteiraCore", swiftSettings: swiftSettings),
@@ -74,10 +82,22 @@ let package = Package(
             ] + nio,
             swiftSettings: swiftSettings
         ),
+        // The PostgreSQL journal, leader election and standbys: built only
+        // with the `Postgres` trait (every file is inside `#if Postgres`).
+        .target(
+            name: "CarteiraPostgres",
+            dependencies: [
+                "CarteiraCore", "CarteiraProtocol", "CarteiraJournal", "CarteiraServer",
+                .product(name: "PostgresNIO", package: "postgres-nio", condition: .when(traits: ["Postgres"])),
+                .product(name: "Logging", package: "swift-log"),
+            ] + nio,
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "carteira-server",
             dependencies: [
                 "CarteiraCore", "CarteiraProtocol", "CarteiraJournal", "CarteiraServer", "CarteiraConsole",
+                .target(name: "CarteiraPostgres", condition: .when(traits: ["Postgres"])),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -120,6 +140,20 @@ let package = Package(
         .testTarget(
             name: "CarteiraClientTests",
             dependencies: ["CarteiraClient", "CarteiraServer", "carteira", "CarteiraTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        // Over a real PostgreSQL the tests start themselves; empty without
+        // the `Postgres` trait.
+        .testTarget(
+            name: "CarteiraPostgresTests",
+            dependencies: [
+                .target(name: "CarteiraPostgres", condition: .when(traits: ["Postgres"])),
+                .target(name: "CarteiraClient", condition: .when(traits: ["Postgres"])),
+                .target(name: "CarteiraServer", condition: .when(traits: ["Postgres"])),
+                .target(name: "CarteiraJournal", condition: .when(traits: ["Postgres"])),
+                .target(name: "CarteiraCore", condition: .when(traits: ["Postgres"])),
+                .target(name: "CarteiraTestSupport", condition: .when(traits: ["Postgres"])),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -30,6 +30,8 @@ public struct SendReceipt: Sendable, Hashable {
     /// The sender's balance after it.
     public var balance: Centavos
     public var requestID: RequestID
+    /// The server that answered (one of several given: the leader).
+    public var server: ServerAddress
     /// The first answer was lost and the retry with the same request id got
     /// it: the payment was still made exactly once.
     public var confirmedAfterRetry: Bool
@@ -81,6 +83,14 @@ public actor PeerSession {
         public var maximumBackoff: Duration = .seconds(5)
         /// How many times a request whose answer was lost is sent again.
         public var maximumRetries = 5
+        /// More servers sharing the same journal (leaders and standbys on
+        /// PostgreSQL). The session tries `server`, then these in turn, and
+        /// moves on when one refuses the connection, closes it or answers
+        /// `unavailable`. Tokens are saved under `server`.
+        public var alternates: [ServerAddress] = []
+
+        /// `server`, then `alternates`.
+        public var addresses: [ServerAddress] { [server] + alternates.filter { $0 != server } }
 
         public init(
             server: ServerAddress, machine: MachineName, tokens: TokenStore, mayRegister: Bool, connectTimeout: Duration
@@ -120,6 +130,13 @@ public actor PeerSession {
     public private(set) var account: Account?
     /// How many times a connection was logged in; more than one means it reconnected.
     public private(set) var logins = 0
+    /// Which of `configuration.addresses` the session connects to now.
+    private var addressIndex = 0
+    /// The server the session connects to (or last did).
+    public var currentServer: ServerAddress {
+        let addresses = configuration.addresses
+        return addresses[addressIndex % addresses.count]
+    }
 
     // Catch-up bookkeeping (only with `catchUp`).
     /// The newest transfer this session has accounted for.
@@ -168,10 +185,18 @@ public actor PeerSession {
                 eventSink.finish()
                 return
             case .served:
-                delay = configuration.initialBackoff
+                delay = movedOn ? .milliseconds(1) : configuration.initialBackoff
+                movedOn = false
                 setState(.connecting(since: .now))
                 if !Task.isCancelled { eventSink.yield(.reconnecting) }
             case let .couldNotConnect(error):
+                // The next address is tried at once; a whole round without
+                // one backs off as before.
+                moveOn()
+                if addressIndex != 0 {
+                    do { try await Task.sleep(for: .milliseconds(1)) } catch { break }
+                    continue
+                }
                 if case let .connecting(since) = state, ContinuousClock.now - since >= configuration.connectTimeout {
                     setState(.unreachable(error))
                 }
@@ -192,7 +217,7 @@ public actor PeerSession {
         let connection: CarteiraConnection
         do {
             connection = try await CarteiraConnection.connect(
-                to: configuration.server, timeout: configuration.connectTimeout)
+                to: currentServer, timeout: configuration.connectTimeout)
         } catch {
             return .couldNotConnect(error)
         }
@@ -233,6 +258,26 @@ public actor PeerSession {
     }
 
     private var missedNow: [HistoryEntry] = []
+
+    /// The current server closed, refused or is a standby: try the next.
+    private func moveOn() {
+        addressIndex = (addressIndex + 1) % configuration.addresses.count
+    }
+
+    /// Set when a request was answered `unavailable`: the connection is
+    /// dropped and the next address tried without a pause.
+    private var movedOn = false
+
+    /// `connection`'s server answered `unavailable` (a standby, or a leader
+    /// that lost its journal): leave it for the next address.
+    private func leave(_ connection: CarteiraConnection) {
+        if case let .ready(current) = state, current === connection {
+            moveOn()
+            movedOn = true
+            setState(.connecting(since: .now))
+        }
+        connection.close()
+    }
 
     private func timeoutError() -> ClientError {
         .timedOut(configuration.server, seconds: configuration.requestTimeout.seconds)
@@ -368,6 +413,12 @@ public actor PeerSession {
             } catch ClientError.connectionLost where retry && attempt < configuration.maximumRetries {
                 attempt += 1
                 lost(connection)
+            } catch let error as ClientError
+                where error.errorCode == .unavailable && configuration.addresses.count > 1 && retry
+                && attempt < configuration.maximumRetries
+            {
+                attempt += 1
+                leave(connection)
             } catch let error as ClientError {
                 if case .timedOut = error { lost(connection) }
                 throw error
@@ -466,8 +517,19 @@ public actor PeerSession {
                         request, deadline: deadline, timeoutError: timeoutError())
                 else { throw unexpected(request) }
                 return SendReceipt(
-                    tx: tx, balance: balance, requestID: requestID, confirmedAfterRetry: lostAnswers > 0,
-                    alreadyDone: again)
+                    tx: tx, balance: balance, requestID: requestID, server: connection.address,
+                    confirmedAfterRetry: lostAnswers > 0, alreadyDone: again)
+            } catch let error as ClientError
+                where error.errorCode == .unavailable && configuration.addresses.count > 1
+            {
+                // A standby, or a leader that could not make it durable: the
+                // same request id on the next server is made at most once.
+                lostAnswers += 1
+                leave(connection)
+                guard lostAnswers <= configuration.maximumRetries else {
+                    throw ClientError.paymentOutcomeUnknown(
+                        requestID, because: "no server of \(configuration.addresses.count) took it")
+                }
             } catch ClientError.connectionLost {
                 lostAnswers += 1
                 lost(connection)

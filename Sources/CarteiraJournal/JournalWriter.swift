@@ -79,7 +79,9 @@ public final class JournalWriter: Sendable {
     /// `State.durableSeq`, readable without the lock on every answer.
     private let durable: Atomic<Int64>
 
-    init(storage: any JournalStorage, lastSeq: Int64, lastHash: [UInt8], fileSize: Int64) {
+    /// A writer that appends after `lastSeq`, whose line has the hash
+    /// `lastHash` (64 lower-case hex bytes), to `storage` of `fileSize` bytes.
+    public init(storage: any JournalStorage, lastSeq: Int64, lastHash: [UInt8], fileSize: Int64) {
         self.storage = storage
         let statistics = JournalStatistics(syncs: 0, eventsSynced: 0, lastSeq: lastSeq, fileSize: fileSize)
         state = Mutex(State(appendedSeq: lastSeq, durableSeq: lastSeq, statistics: statistics))

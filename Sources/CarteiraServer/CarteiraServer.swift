@@ -32,7 +32,8 @@ public final class CarteiraServer: Service {
     public let port: Int
     private let core: ServerCore
     private let logger: Logger
-    private let lock: JournalLock
+    /// Releases the journal (the file journal's lock) once the writer stopped.
+    private let releaseJournal: @Sendable () -> Void
     private let listener: any Channel
     private let metricsListener: (any Channel)?
     /// The port `GET /metrics` is served on, when metrics are on.
@@ -67,22 +68,37 @@ public final class CarteiraServer: Service {
                 "ledger.machines": "\(journal.ledger.machines.count)",
                 "ledger.transfers": "\(journal.ledger.transfers.count)",
             ])
+        return try await start(
+            configuration: configuration, ledger: journal.ledger, writer: journal.writer,
+            journalPath: journal.journalPath, release: { journal.lock.release() }, replayTook: replayTook,
+            logger: logger, clock: clock, eventLoopGroup: eventLoopGroup)
+    }
+
+    /// Serves a ledger whose journal someone else opened and replayed (the
+    /// PostgreSQL journal): `writer` appends after `ledger.lastSeq`, and
+    /// `release` is called once the writer has stopped, or at once if the
+    /// start fails. `journalPath` is only shown (logs, console); `replayTook`
+    /// is what the replay cost (for the metrics).
+    public static func start(
+        configuration: ServerConfiguration, ledger: Ledger, writer: JournalWriter, journalPath: String,
+        release: @escaping @Sendable () -> Void, replayTook: Duration = .zero, logger: Logger,
+        clock: @escaping @Sendable () -> Timestamp = systemClock,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> CarteiraServer {
         let metrics = configuration.metrics.map { _ in ServerMetrics() }
-        metrics?.replayed(
-            events: journal.ledger.eventCount, took: replayTook,
-            durableSeq: journal.ledger.lastSeq)
+        metrics?.replayed(events: ledger.eventCount, took: replayTook, durableSeq: ledger.lastSeq)
         let service = LedgerService(
-            ledger: journal.ledger, writer: journal.writer, initialBalance: configuration.initialBalance,
+            ledger: ledger, writer: writer, initialBalance: configuration.initialBalance,
             maximumConnections: configuration.maximumConnections, clock: clock)
         let core = ServerCore(
-            ledger: service, writer: journal.writer, clock: clock, logger: logger,
+            ledger: service, writer: writer, clock: clock, logger: logger,
             maximumQueuedAnswers: configuration.maximumQueuedAnswersPerConnection,
             stuckTimeoutSeconds: configuration.stuckConnectionTimeoutSeconds, metrics: metrics)
         var metricsListener: (any Channel)?
         do {
             // Keys that expired while the server was down are rotated first.
             if let seq = service.rotateExpiredKeys() {
-                try await journal.writer.waitDurable(through: seq)
+                try await writer.waitDurable(through: seq)
             }
             let listener = try await ServerBootstrap(group: eventLoopGroup)
                 .serverChannelOption(.backlog, value: 256)
@@ -114,24 +130,25 @@ public final class CarteiraServer: Service {
                 }
             }
             return CarteiraServer(
-                configuration: configuration, core: core, journal: journal, listener: listener, port: port,
-                metricsListener: metricsListener, logger: logger)
+                configuration: configuration, core: core, journalPath: journalPath, release: release,
+                listener: listener, port: port, metricsListener: metricsListener, logger: logger)
         } catch {
-            await journal.writer.shutdown()
-            journal.lock.release()
+            await writer.shutdown()
+            release()
             throw error
         }
     }
 
     private init(
-        configuration: ServerConfiguration, core: ServerCore, journal: OpenedJournal, listener: any Channel,
-        port: Int, metricsListener: (any Channel)?, logger: Logger
+        configuration: ServerConfiguration, core: ServerCore, journalPath: String,
+        release: @escaping @Sendable () -> Void, listener: any Channel, port: Int, metricsListener: (any Channel)?,
+        logger: Logger
     ) {
         self.metricsListener = metricsListener
         self.configuration = configuration
         self.core = core
-        self.journalPath = journal.journalPath
-        self.lock = journal.lock
+        self.journalPath = journalPath
+        self.releaseJournal = release
         self.listener = listener
         self.port = port
         self.logger = logger
@@ -167,7 +184,7 @@ public final class CarteiraServer: Service {
         }
         await core.writer.shutdown()
         try? await metricsListener?.close()
-        lock.release()
+        releaseJournal()
         if let failure = core.failure.withLock({ $0 }) {
             logger.critical("Stopped: the journal could not be written", metadata: ["error": "\(failure)"])
             throw failure

@@ -34,8 +34,14 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "TCP port; 0 picks a free one and prints it.")
     var port = 7070
 
-    @Option(help: "Journal directory (holds ledger.journal and LOCK).")
+    @Option(help: "Journal directory (holds ledger.journal and LOCK), or postgres://USER@HOST:PORT/DB.")
     var journal = "journal"
+
+    @Option(
+        help: ArgumentHelp(
+            "With a PostgreSQL journal: the address standbys send clients to while this server leads (default: --host:--port).",
+            valueName: "host:port"))
+    var advertise: String?
 
     @Option(help: ArgumentHelp("Balance of a new machine, as a request amount (50, 50,25) or 0.", valueName: "amount"))
     var initialBalance = "100"
@@ -113,6 +119,11 @@ struct Serve: AsyncParsableCommand {
             initialBalance: initialBalanceCentavos ?? Centavos(10_000),
             keyTTLSeconds: keyTTL, keyGraceSeconds: keyGrace, maximumConnections: maxClients,
             metrics: metrics.flatMap(Self.hostAndPort))
+        if PostgresJournal.isURL(journal) {
+            return try await PostgresJournal.serve(
+                url: journal, advertise: advertise, configuration: configuration, eventLoops: eventLoops, logger: logger
+            )
+        }
         let server: CarteiraServer
         do {
             let loops = MultiThreadedEventLoopGroup(numberOfThreads: eventLoops)

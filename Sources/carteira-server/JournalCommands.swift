@@ -8,12 +8,12 @@ struct JournalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "journal",
         abstract: "Check, print or repair a journal off-line.",
-        subcommands: [Verify.self, Replay.self, Repair.self])
+        subcommands: [Verify.self, Replay.self, Repair.self, Export.self])
 }
 
 /// The journal directory argument every subcommand takes.
 struct JournalDirectory: ParsableArguments {
-    @Argument(help: "The journal directory.")
+    @Argument(help: "The journal directory, or postgres://USER@HOST:PORT/DB.")
     var directory = "journal"
 }
 
@@ -25,6 +25,9 @@ extension JournalCommand {
         @OptionGroup var journal: JournalDirectory
 
         func run() throws {
+            if PostgresJournal.isURL(journal.directory) {
+                return try PostgresJournal.offline(journal.directory, output: .summary)
+            }
             let summary = try reportingFailure { try JournalVerifier.verify(directory: journal.directory) }
             print(JournalReport.summary(summary, directory: journal.directory), terminator: "")
         }
@@ -45,6 +48,9 @@ extension JournalCommand {
         var format = Format.table
 
         func run() throws {
+            if PostgresJournal.isURL(journal.directory) {
+                return try PostgresJournal.offline(journal.directory, output: format == .json ? .json : .table)
+            }
             let summary = try reportingFailure { try JournalVerifier.verify(directory: journal.directory) }
             switch format {
             case .table: print(JournalReport.machineTable(summary.ledger), terminator: "")
@@ -65,6 +71,31 @@ extension JournalCommand {
                 print("cut \(cut.bytes) bytes of torn tail at byte \(cut.offset), kept in ledger.journal.torn-*")
             } else {
                 print("nothing to repair: the journal ends with a whole line")
+            }
+        }
+    }
+}
+
+extension JournalCommand {
+    struct Export: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write the journal's lines to standard output, after checking them: a file `verify` accepts.")
+
+        @OptionGroup var journal: JournalDirectory
+
+        func run() throws {
+            if PostgresJournal.isURL(journal.directory) {
+                return try PostgresJournal.offline(journal.directory, output: .export)
+            }
+            _ = try reportingFailure { try JournalVerifier.verify(directory: journal.directory) }
+            let path = journal.directory + "/" + Journal.fileName
+            guard let handle = FileHandle(forReadingAtPath: path) else {
+                FileHandle.standardError.write(Data("error: cannot read \(path)\n".utf8))
+                throw ExitCode.failure
+            }
+            defer { try? handle.close() }
+            while let chunk = try handle.read(upToCount: 1 << 16), !chunk.isEmpty {
+                FileHandle.standardOutput.write(chunk)
             }
         }
     }

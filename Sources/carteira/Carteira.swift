@@ -220,7 +220,8 @@ func reportPayment(_ receipt: SendReceipt, amount: Centavos, payee: MachineName?
     } else {
         let note =
             receipt.confirmedAfterRetry
-            ? "\nThe connection dropped; the retry confirmed the payment was made once." : ""
+            ? "\nThe connection dropped; the retry confirmed the payment was made once (answered by \(receipt.server))."
+            : ""
         text =
             "Sent \(amount.brl)\(to) (tx \(receipt.tx), request id \(receipt.requestID))\nBalance: \(receipt.balance.brl)\(note)"
     }
@@ -228,7 +229,7 @@ func reportPayment(_ receipt: SendReceipt, amount: Centavos, payee: MachineName?
         ("tx", .string(receipt.tx.text)), ("amount_cents", .int(amount.value)),
         ("balance_cents", .int(receipt.balance.value)),
         ("request_id", .string(receipt.requestID.text)), ("retried", .bool(receipt.confirmedAfterRetry)),
-        ("already_done", .bool(receipt.alreadyDone)),
+        ("already_done", .bool(receipt.alreadyDone)), ("server", .string(receipt.server.description)),
     ]
     if let payee { fields.append(("payee", .string(payee.text))) }
     output.emit(text: text, json: .fields(fields))

@@ -5,7 +5,10 @@ import Foundation
 
 /// The options every subcommand shares (CLIENT.md, Identity).
 struct SharedOptions: ParsableArguments {
-    @Option(help: "The server as HOST:PORT (default: $CARTEIRA_SERVER, else 127.0.0.1:7070).")
+    @Option(
+        help:
+            "The server as HOST:PORT, or several sharing one journal as A:PORT,B:PORT (default: $CARTEIRA_SERVER, else 127.0.0.1:7070)."
+    )
     var server: String?
 
     @Option(help: "This machine's name: 1-64 of A-Z a-z 0-9 . _ - (default: the host name).")
@@ -31,7 +34,7 @@ struct SharedOptions: ParsableArguments {
     }
 
     func validate() throws {
-        _ = try serverAddress()
+        _ = try serverAddresses()
         _ = try machineName()
         guard connectTimeoutSeconds > 0, connectTimeoutSeconds <= 3600 else {
             throw ValidationError("--connect-timeout must be more than 0 and at most 3600 seconds")
@@ -41,17 +44,30 @@ struct SharedOptions: ParsableArguments {
         }
     }
 
+    /// The first server of `--server` or `$CARTEIRA_SERVER`: tokens are saved under it.
     func serverAddress() throws -> ServerAddress {
-        if let server {
-            guard let address = ServerAddress(server.trimmingCharacters(in: .whitespaces)) else {
-                throw ValidationError("--server must be HOST:PORT, like 127.0.0.1:7070, got \(server)")
+        let addresses = try serverAddresses()
+        guard let first = addresses.first else { return .standard }
+        return first
+    }
+
+    /// `--server A:PORT[,B:PORT...]`, else `$CARTEIRA_SERVER` in the same
+    /// form, else 127.0.0.1:7070: tried in this order.
+    func serverAddresses() throws -> [ServerAddress] {
+        let (text, source) =
+            if let server { (server, "--server") } else { (environment["CARTEIRA_SERVER"] ?? "", "$CARTEIRA_SERVER") }
+        if source == "$CARTEIRA_SERVER", text.isEmpty { return [.standard] }
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false)
+        guard parts.count <= 16 else { throw ValidationError("\(source) may list at most 16 servers") }
+        var addresses: [ServerAddress] = []
+        for part in parts {
+            guard let address = ServerAddress(part.trimmingCharacters(in: .whitespaces)) else {
+                throw ValidationError(
+                    "\(source) must be HOST:PORT or A:PORT,B:PORT, like 127.0.0.1:7070, got \(text)")
             }
-            return address
+            if !addresses.contains(address) { addresses.append(address) }
         }
-        guard let address = ServerAddress.fromEnvironment(environment) else {
-            throw ValidationError("$CARTEIRA_SERVER must be HOST:PORT, like 127.0.0.1:7070")
-        }
-        return address
+        return addresses
     }
 
     func machineName() throws -> MachineName {
@@ -72,6 +88,7 @@ struct SharedOptions: ParsableArguments {
             connectTimeout: .milliseconds(Int64(connectTimeoutSeconds * 1000)))
         configuration.requestTimeout = .milliseconds(Int64(timeoutSeconds * 1000))
         configuration.catchUp = catchUp
+        configuration.alternates = Array(try serverAddresses().dropFirst())
         return configuration
     }
 

@@ -136,3 +136,26 @@ struct OutputTests {
 private extension Optional {
     func unwrap() throws -> Wrapped { try #require(self) }
 }
+
+@Suite("carteira server lists")
+struct ServerListTests {
+    @Test("--server A:PORT,B:PORT lists the servers in order; tokens go under the first")
+    func serverList() throws {
+        let balance = try #require(
+            try Carteira.parseAsRoot(["balance", "--server", "10.0.0.2:7070, 10.0.0.3:7071,10.0.0.2:7070"])
+                as? Balance)
+        let addresses = try balance.options.serverAddresses()
+        #expect(addresses.map(\.description) == ["10.0.0.2:7070", "10.0.0.3:7071"])
+        #expect(try balance.options.serverAddress().description == "10.0.0.2:7070")
+        let configuration = try balance.options.configuration(mayRegister: false)
+        #expect(configuration.server.description == "10.0.0.2:7070")
+        #expect(configuration.addresses.map(\.description) == ["10.0.0.2:7070", "10.0.0.3:7071"])
+    }
+
+    @Test("a list with a bad entry is refused while parsing, naming the option")
+    func badList() {
+        for bad in ["10.0.0.2:7070,", "10.0.0.2:7070,nope", ",10.0.0.2:7070"] {
+            #expect(throws: (any Error).self) { try Carteira.parseAsRoot(["balance", "--server", bad]) }
+        }
+    }
+}

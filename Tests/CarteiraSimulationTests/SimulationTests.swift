@@ -6,8 +6,8 @@ import Testing
 /// `CARTEIRA_SIM_SEEDS`/`CARTEIRA_SIM_STEPS`/`CARTEIRA_SIM_FIRST_SEED` (what
 /// `tools/simulate` sets), or one seed, replayed, with `CARTEIRA_SIM_SEED`.
 struct SimulationPlan {
-    static let ciSeeds = 1_500
-    static let ciSteps = 300
+    static let ciSeeds = 2_000
+    static let ciSteps = 100
 
     var seeds: [UInt64]
     var steps: Int

@@ -159,5 +159,16 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests", dependencies: ["CarteiraJournal", "CarteiraTestSupport"],
             swiftSettings: swiftSettings),
+        // The deterministic simulation (docs/testing.md): the real ledger,
+        // sessions and journal writer, no sockets, over a faulty simulated disk.
+        .testTarget(
+            name: "CarteiraSimulationTests",
+            dependencies: [
+                "CarteiraServer", "CarteiraProtocol", "CarteiraJournal", "CarteiraCore", "CarteiraTestSupport",
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ] + nio,
+            swiftSettings: swiftSettings
+        ),
     ]
 )

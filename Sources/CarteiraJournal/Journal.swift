@@ -41,6 +41,15 @@ public enum Journal {
         directory: String, policy: KeyPolicy, now: Timestamp,
         storage makeStorage: ((String) throws -> any JournalStorage)? = nil
     ) throws(JournalError) -> OpenedJournal {
+        try open(directory: directory, policy: policy, now: now, storage: makeStorage, threadedWriter: true)
+    }
+
+    /// `threadedWriter: false` (the deterministic simulation) starts no
+    /// writer thread: the caller runs each batch with `JournalWriter.step()`.
+    static func open(
+        directory: String, policy: KeyPolicy, now: Timestamp,
+        storage makeStorage: ((String) throws -> any JournalStorage)?, threadedWriter: Bool
+    ) throws(JournalError) -> OpenedJournal {
         try Posix.makeDirectories(directory)
         let lock = try JournalLock.acquire(directory: directory)
         do throws(JournalError) {
@@ -59,6 +68,12 @@ public enum Journal {
                 try perform { try storage.truncate(to: scan.goodEnd) }
                 try perform { try storage.sync() }
                 tornTailCutAt = scan.goodEnd
+            } else if scan.fileExisted {
+                // The lines just replayed may be in the page cache only (the
+                // last process died between a write and its sync): every
+                // answer from now on shows them, so they must be on stable
+                // storage first. Found by the deterministic simulation.
+                try perform { try storage.sync() }
             }
             let genesisWritten = scan.ledger.lastSeq < 0
             if genesisWritten {
@@ -76,7 +91,8 @@ public enum Journal {
             }
             let size = try perform { try storage.size() }
             let writer = JournalWriter(
-                storage: storage, lastSeq: scan.ledger.lastSeq, lastHash: scan.lastHash, fileSize: size)
+                storage: storage, lastSeq: scan.ledger.lastSeq, lastHash: scan.lastHash, fileSize: size,
+                threaded: threadedWriter)
             return OpenedJournal(
                 ledger: scan.ledger, writer: writer, lock: lock, journalPath: path, tornTailCutAt: tornTailCutAt,
                 tornTailKeptAt: tornTailKeptAt, genesisWritten: genesisWritten)

@@ -18,13 +18,29 @@ public protocol JournalStorage: Sendable {
 
 /// The journal file on a POSIX file system, opened for appending (created
 /// if missing).
+///
+/// Every `sync` also checks that the open file is still the one at `path`:
+/// a journal deleted (`st_nlink` 0) or replaced (another device or inode at
+/// the path) under a running server would take every later line into a file
+/// nobody will ever replay, so the sync fails instead and nothing more is
+/// acknowledged.
 public final class PosixJournalStorage: JournalStorage {
     private let descriptor: Int32
+    private let device: UInt64
+    private let inode: UInt64
     public let path: String
 
     public init(path: String) throws {
         self.path = path
         descriptor = try Posix.open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC)
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else {
+            let failure = Posix.error("stat", path)
+            close(descriptor)
+            throw failure
+        }
+        device = UInt64(status.st_dev)
+        inode = UInt64(status.st_ino)
     }
 
     deinit {
@@ -37,6 +53,26 @@ public final class PosixJournalStorage: JournalStorage {
 
     public func sync() throws {
         try Posix.sync(descriptor, what: path)
+        try checkStillAtPath()
+    }
+
+    /// Throws unless the open file is still the one at `path`.
+    private func checkStillAtPath() throws(JournalError) {
+        var named = stat()
+        guard stat(path, &named) == 0 else {
+            if errno == ENOENT {
+                throw .io("sync \(path): the journal file was deleted while the server was writing it")
+            }
+            throw Posix.error("stat", path)
+        }
+        guard UInt64(named.st_dev) == device, UInt64(named.st_ino) == inode else {
+            throw .io("sync \(path): the journal file was replaced by another file while the server was writing it")
+        }
+        var open = stat()
+        guard fstat(descriptor, &open) == 0 else { throw Posix.error("stat", path) }
+        guard open.st_nlink > 0 else {
+            throw .io("sync \(path): the journal file was deleted while the server was writing it")
+        }
     }
 
     public func truncate(to offset: Int64) throws {

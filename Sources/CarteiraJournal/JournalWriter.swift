@@ -73,22 +73,40 @@ public final class JournalWriter: Sendable {
         }
     }
 
+    /// The end of the hash chain and the batch buffer: only the writer's
+    /// turn (`turn()`) touches them, one turn at a time.
+    private struct ChainEnd {
+        var hash: [UInt8]
+        var bytes: [UInt8] = []
+    }
+
     private let storage: any JournalStorage
+    private let threaded: Bool
     private let state: Mutex<State>
+    private let chain: Mutex<ChainEnd>
     private let wakeUp = DispatchSemaphore(value: 0)
     /// `State.durableSeq`, readable without the lock on every answer.
     private let durable: Atomic<Int64>
 
     /// A writer that appends after `lastSeq`, whose line has the hash
     /// `lastHash` (64 lower-case hex bytes), to `storage` of `fileSize` bytes.
-    public init(storage: any JournalStorage, lastSeq: Int64, lastHash: [UInt8], fileSize: Int64) {
+    public convenience init(storage: any JournalStorage, lastSeq: Int64, lastHash: [UInt8], fileSize: Int64) {
+        self.init(storage: storage, lastSeq: lastSeq, lastHash: lastHash, fileSize: fileSize, threaded: true)
+    }
+
+    /// `threaded: false` starts no thread: whoever holds the writer runs
+    /// each batch with `step()` (the deterministic simulation does).
+    init(storage: any JournalStorage, lastSeq: Int64, lastHash: [UInt8], fileSize: Int64, threaded: Bool) {
         self.storage = storage
+        self.threaded = threaded
         let statistics = JournalStatistics(syncs: 0, eventsSynced: 0, lastSeq: lastSeq, fileSize: fileSize)
         state = Mutex(State(appendedSeq: lastSeq, durableSeq: lastSeq, statistics: statistics))
         durable = Atomic(lastSeq)
+        chain = Mutex(ChainEnd(hash: lastHash))
+        guard threaded else { return }
         // A thread of its own: a sync may block for milliseconds, which must
         // stall neither the cooperative pool nor an event loop.
-        let thread = Thread { [self] in run(chainHash: lastHash) }
+        let thread = Thread { [self] in run() }
         thread.name = "carteira-journal"
         thread.start()
     }
@@ -167,40 +185,74 @@ public final class JournalWriter: Sendable {
         case exit
     }
 
+    /// What one turn of the writer did.
+    enum Turn {
+        /// Wrote and synced a batch, or failed doing so.
+        case wrote
+        /// Nothing pending (a thread parks until `append` wakes it).
+        case idle
+        /// Failed earlier, or stopping with nothing pending: every waiter
+        /// has been answered.
+        case exited
+    }
+
     /// The writer thread: it alone holds the end of the hash chain.
-    private func run(chainHash: [UInt8]) {
-        var chainHash = chainHash
-        var bytes: [UInt8] = []
+    private func run() {
         while true {
-            let step = state.withLock { state -> Step in
-                if state.failure != nil { return .exit }
-                if !state.pending.isEmpty {
-                    defer { state.pending = [] }
-                    return .write(state.pending)
-                }
-                if state.stopping { return .exit }
-                state.writerIdle = true
-                return .park
+            switch turn() {
+            case .wrote: continue
+            case .idle: wakeUp.wait()
+            case .exited: return
             }
-            switch step {
-            case .park:
-                wakeUp.wait()
-            case .exit:
-                finish()
-                return
-            case let .write(events):
-                bytes.removeAll(keepingCapacity: true)
-                for event in events { JournalEncoder.appendLine(event, chainHash: &chainHash, to: &bytes) }
+        }
+    }
+
+    /// Without a thread (`threaded: false`): takes everything pending and
+    /// writes and syncs it as one batch, exactly as the thread would, on the
+    /// caller's thread. What `.idle` and `.exited` mean is as for the thread.
+    func step() -> Turn {
+        precondition(!threaded, "a threaded writer runs its own batches")
+        return turn()
+    }
+
+    /// One batch: the writer's whole work between two parks.
+    private func turn() -> Turn {
+        let step = state.withLock { state -> Step in
+            if state.failure != nil { return .exit }
+            if !state.pending.isEmpty {
+                defer { state.pending = [] }
+                return .write(state.pending)
+            }
+            if state.stopping { return .exit }
+            if threaded { state.writerIdle = true }
+            return .park
+        }
+        switch step {
+        case .park:
+            return .idle
+        case .exit:
+            finish()
+            return .exited
+        case let .write(events):
+            let written = chain.withLock { chain -> Result<(bytes: Int, nanoseconds: Int64), JournalError> in
+                chain.bytes.removeAll(keepingCapacity: true)
+                for event in events { JournalEncoder.appendLine(event, chainHash: &chain.hash, to: &chain.bytes) }
                 do {
                     let started = DispatchTime.now().uptimeNanoseconds
-                    try storage.append(bytes)
+                    try storage.append(chain.bytes)
                     try storage.sync()
                     let took = Int64(clamping: DispatchTime.now().uptimeNanoseconds &- started)
-                    complete(JournalBatch(events: events, bytes: bytes.count, syncNanoseconds: took))
+                    return .success((chain.bytes.count, took))
                 } catch {
-                    fail(error as? JournalError ?? .io("\(error)"))
+                    return .failure(error as? JournalError ?? .io("\(error)"))
                 }
             }
+            switch written {
+            case let .success(written):
+                complete(JournalBatch(events: events, bytes: written.bytes, syncNanoseconds: written.nanoseconds))
+            case let .failure(error): fail(error)
+            }
+            return .wrote
         }
     }
 

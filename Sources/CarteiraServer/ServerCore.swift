@@ -27,7 +27,7 @@ final class ServerCore: Sendable {
 
     init(
         ledger: LedgerService, writer: JournalWriter, clock: @escaping @Sendable () -> Timestamp, logger: Logger,
-        maximumQueuedAnswers: Int, stuckTimeoutSeconds: Int64, metrics: ServerMetrics?
+        maximumQueuedAnswers: Int, stuckTimeoutSeconds: Int64, metrics: ServerMetrics? = nil
     ) {
         self.metrics = metrics
         self.ledger = ledger

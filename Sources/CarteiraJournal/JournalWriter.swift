@@ -11,6 +11,9 @@ public struct JournalStatistics: Sendable, Hashable {
     public var lastSeq: Int64
     /// The journal file's size with every durable line.
     public var fileSize: Int64
+    /// The last durable line's `hash`: with `lastSeq`, the head an auditor
+    /// writes down for `journal verify --expect`.
+    public var lastHash: String = JournalCodec.zeroHash
 }
 
 /// What the writer tells its owner after each batch, on the writer thread.
@@ -71,7 +74,9 @@ public final class JournalWriter: Sendable {
 
     init(storage: any JournalStorage, lastSeq: Int64, lastHash: [UInt8], fileSize: Int64) {
         self.storage = storage
-        let statistics = JournalStatistics(syncs: 0, eventsSynced: 0, lastSeq: lastSeq, fileSize: fileSize)
+        let statistics = JournalStatistics(
+            syncs: 0, eventsSynced: 0, lastSeq: lastSeq, fileSize: fileSize,
+            lastHash: String(decoding: lastHash, as: UTF8.self))
         state = Mutex(State(appendedSeq: lastSeq, durableSeq: lastSeq, statistics: statistics))
         durable = Atomic(lastSeq)
         // A thread of its own: a sync may block for milliseconds, which must
@@ -182,7 +187,9 @@ public final class JournalWriter: Sendable {
                 do {
                     try storage.append(bytes)
                     try storage.sync()
-                    complete(events: events.count, bytes: bytes.count, lastSeq: events[events.count - 1].seq)
+                    complete(
+                        events: events.count, bytes: bytes.count, lastSeq: events[events.count - 1].seq,
+                        lastHash: chainHash)
                 } catch {
                     fail(error as? JournalError ?? .io("\(error)"))
                 }
@@ -190,7 +197,7 @@ public final class JournalWriter: Sendable {
         }
     }
 
-    private func complete(events: Int, bytes: Int, lastSeq: Int64) {
+    private func complete(events: Int, bytes: Int, lastSeq: Int64, lastHash: [UInt8]) {
         let (ready, handler) = state.withLock { state in
             state.durableSeq = lastSeq
             durable.store(lastSeq, ordering: .sequentiallyConsistent)
@@ -198,6 +205,7 @@ public final class JournalWriter: Sendable {
             state.statistics.eventsSynced += events
             state.statistics.fileSize += Int64(bytes)
             state.statistics.lastSeq = lastSeq
+            state.statistics.lastHash = String(decoding: lastHash, as: UTF8.self)
             var ready: [Waiter] = []
             state.waiters.removeAll { waiter in
                 guard waiter.seq <= lastSeq else { return false }

@@ -61,6 +61,8 @@ public final class CarteiraServer: Service {
                 "journal.path": "\(journal.journalPath)", "journal.events": "\(journal.ledger.eventCount)",
                 "ledger.machines": "\(journal.ledger.machines.count)",
                 "ledger.transfers": "\(journal.ledger.transfers.count)",
+                // The head: auditors write it down for `journal verify --expect`.
+                "journal.last_seq": "\(journal.ledger.lastSeq)", "journal.last_hash": "\(journal.lastHash)",
             ])
         let service = LedgerService(
             ledger: journal.ledger, writer: journal.writer, initialBalance: configuration.initialBalance,

@@ -101,6 +101,11 @@ public final class CarteiraServer: Service {
                 logger: logger)
         } catch {
             await journal.writer.shutdown()
+            if journal.genesisWritten {
+                // It could not serve (the address is in use): leave no new
+                // journal behind, only its genesis line was in it.
+                unlink(journal.journalPath)
+            }
             journal.lock.release()
             throw error
         }

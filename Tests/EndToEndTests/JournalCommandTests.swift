@@ -122,6 +122,20 @@ struct JournalCommandTests {
         #expect(try await run(["verify", journal]).status == 0)
     }
 
+    @Test("A server that cannot bind leaves no new journal; a clean exit leaves a LOCK naming no process")
+    func bindFailureAndStaleLock() async throws {
+        let (directory, journal) = try await makeJournal()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        #expect(try String(contentsOfFile: journal + "/LOCK", encoding: .utf8).isEmpty)
+        let server = try await ServerProcess(journal: journal)
+        let fresh = directory + "/fresh"
+        let second = try ChildProcess(
+            "carteira-server", ["--port", String(server.port), "--journal", fresh, "--no-console"])
+        #expect(await second.exitStatus() == 1)
+        #expect(!FileManager.default.fileExists(atPath: fresh + "/ledger.journal"))
+        #expect(await server.stop() == 0)
+    }
+
     @Test("repair refuses while a server holds the journal; verify passes a live journal")
     func repairRefusesLiveJournal() async throws {
         let (directory, journal) = try await makeJournal()

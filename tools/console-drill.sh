@@ -113,7 +113,18 @@ tmux send-keys -t "$session" C-c
 check "Ctrl-C on an empty line reminds how to stop" pane_has "(type quit or shutdown to stop the server"
 check "the prompt is back after Ctrl-C" line_is "carteira>"
 
-# 7. quit stops the server, which exits 0.
+# 7. \x on shows each row as a record, as psql's expanded display.
+tmux send-keys -t "$session" '\x on' Enter
+check "\\x on says so" pane_has "Expanded display is on."
+tmux send-keys -t "$session" 'machines' Enter
+check "machines then shows a record" pane_has "-[ RECORD 1 ]"
+
+# 8. shutdown with a session open asks to be typed again, and is not kept
+# in the history.
+tmux send-keys -t "$session" 'shutdown' Enter
+check "shutdown with a session open asks again" pane_has "1 session is open; type shutdown again"
+
+# 9. quit stops the server, which exits 0.
 tmux send-keys -t "$session" 'quit' Enter
 exited() { [[ -s $work/exit-code ]]; }
 if wait_for "the server exits" 15 exited; then
@@ -126,6 +137,12 @@ if [[ -s $work/history ]] && grep -qx "machines" "$work/history"; then
     pass "the history file kept the commands"
 else
     fail "the history file kept the commands"
+fi
+
+if [[ -s $work/history ]] && ! grep -qxE "shutdown|quit" "$work/history"; then
+    pass "shutdown and quit are not in the history"
+else
+    fail "shutdown and quit are not in the history"
 fi
 
 echo "console drill: $passed passed, $failed failed"

@@ -11,9 +11,14 @@ public protocol ConsoleBackend: Sendable {
     /// Rotates `machine`'s key now, journaled with `reason=admin`; the new key
     /// and its expiry, or why not.
     func rotateKey(of machine: MachineName) async -> Result<(PaymentKey, Timestamp), Rejection>
+    /// The ledger as it was right after the line with that `seq`, or after
+    /// the last line not later than that time: a replay of the journal's
+    /// prefix read from disk (the journal is not changed); or why not.
+    func ledger(at point: PointInTime) async -> Result<Ledger, JournalVerifyFailure>
     /// Re-reads the journal from disk and checks it as `journal verify` does:
-    /// the summary text, or the problem found (the backend words both).
-    func verifyJournal() async -> Result<String, JournalVerifyFailure>
+    /// the report (a failed check is a report that did not pass), or why the
+    /// journal could not be read.
+    func verifyJournal() async -> Result<ConsoleReport, JournalVerifyFailure>
     /// Stops the server gracefully. May be called more than once.
     func shutdown() async
 }
@@ -39,6 +44,8 @@ public struct ConsoleStatistics: Sendable, Hashable {
     public var journalPath: String
     public var journalSizeBytes: Int64
     public var lastSeq: Int64
+    /// The last durable line's `hash`: with `lastSeq`, the journal's head.
+    public var lastHash: String
     /// How many times the journal writer synced.
     public var syncs: Int64
     /// Events made durable by those syncs.
@@ -49,12 +56,14 @@ public struct ConsoleStatistics: Sendable, Hashable {
     public var startedAt: Timestamp
 
     public init(
-        journalPath: String, journalSizeBytes: Int64, lastSeq: Int64, syncs: Int64, eventsSynced: Int64,
+        journalPath: String, journalSizeBytes: Int64, lastSeq: Int64, lastHash: String, syncs: Int64,
+        eventsSynced: Int64,
         requestsLastMinute: Int64, uptimeSeconds: Int64, startedAt: Timestamp
     ) {
         self.journalPath = journalPath
         self.journalSizeBytes = journalSizeBytes
         self.lastSeq = lastSeq
+        self.lastHash = lastHash
         self.syncs = syncs
         self.eventsSynced = eventsSynced
         self.requestsLastMinute = requestsLastMinute
@@ -73,4 +82,18 @@ public struct JournalVerifyFailure: Error, Sendable, Hashable, CustomStringConve
     }
 
     public var description: String { message }
+}
+
+/// A report for the console: the text for people, the same as rows for
+/// programs, and whether it passed.
+public struct ConsoleReport: Sendable, Hashable {
+    public var text: String
+    public var rows: Rows
+    public var passed: Bool
+
+    public init(text: String, rows: Rows, passed: Bool) {
+        self.text = text
+        self.rows = rows
+        self.passed = passed
+    }
 }

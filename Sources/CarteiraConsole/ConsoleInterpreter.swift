@@ -1,182 +1,96 @@
 import CarteiraCore
+import Synchronization
 
-/// What the console prints for one command line and what happens next.
-public struct ConsoleOutput: Sendable, Hashable {
-    public enum Action: Sendable, Hashable {
-        /// Read the next command.
-        case `continue`
-        /// `quit`: stop the server gracefully (as `shutdown`), and the console.
-        case quit
-        /// `shutdown`: stop the server gracefully, and the console.
-        case shutdown
-    }
-
-    /// Lines to print, without a final newline; empty prints nothing.
-    public var text: String
-    public var action: Action
-
-    public init(_ text: String, action: Action = .continue) {
-        self.text = text
-        self.action = action
-    }
+/// How tables are shown: `\x`.
+public enum ExpandedMode: String, Sendable, Hashable {
+    /// Every table as one record per row.
+    case on
+    /// Always tables.
+    case off
+    /// Records when a table is wider than the terminal.
+    case auto
 }
 
-/// A console command: its name, usage and what it shows (CONSOLE.md).
-public struct ConsoleCommand: Sendable, Hashable {
-    public enum ID: String, Sendable, Hashable, CaseIterable {
-        case help, machines, machine, balance, history, tx, sessions, stats, rotate, verify, shutdown, quit
+/// What a console session remembers between commands: `\x`, `\timing`, the
+/// terminal's width, and a `shutdown` waiting to be confirmed.
+final class ConsoleSettings: Sendable {
+    struct State {
+        var expanded = ExpandedMode.auto
+        var timing = false
+        var shutdownAsked = false
     }
 
-    public var id: ID
-    public var name: String { id.rawValue }
-    public var usage: String
-    public var summary: String
-    /// Options it takes besides `--format` (which every row printer takes).
-    var options: [String]
-    var printsRows: Bool
-    /// What its positional argument names, for Tab completion.
-    var argument: Argument
-
-    enum Argument: Sendable, Hashable {
-        case none
-        case machine
-        case machineOrKey
-        case command
-        case transfer
-    }
-
-    public static let all: [ConsoleCommand] = [
-        ConsoleCommand(
-            id: .help, usage: "help [command]", summary: "the commands, or one command's usage",
-            options: [], printsRows: false, argument: .command),
-        ConsoleCommand(
-            id: .machines, usage: "machines [--limit N] [--format csv|json]",
-            summary: "every machine: key, balance, sessions open, registered at, last transfer at",
-            options: ["--limit"], printsRows: true, argument: .none),
-        ConsoleCommand(
-            id: .machine, usage: "machine <name> [--format csv|json]",
-            summary: "one machine in full, with its last 10 transfers", options: [], printsRows: true,
-            argument: .machine),
-        ConsoleCommand(
-            id: .balance, usage: "balance <machine or key> [--format csv|json]", summary: "one balance",
-            options: [], printsRows: true, argument: .machineOrKey),
-        ConsoleCommand(
-            id: .history, usage: "history [machine] [--limit N] [--format csv|json]",
-            summary: "transfers, newest first (default limit 20, at most 1000)", options: ["--limit"],
-            printsRows: true, argument: .machine),
-        ConsoleCommand(
-            id: .tx, usage: "tx <tx> [--format csv|json]", summary: "one transfer in full, with its journal seq",
-            options: [], printsRows: true, argument: .transfer),
-        ConsoleCommand(
-            id: .sessions, usage: "sessions [--format csv|json]",
-            summary: "open connections: remote address, machine, connected since, requests served", options: [],
-            printsRows: true, argument: .none),
-        ConsoleCommand(
-            id: .stats, usage: "stats [--format csv|json]",
-            summary: "machines, transfers, money, journal, syncs, requests per second, uptime", options: [],
-            printsRows: true, argument: .none),
-        ConsoleCommand(
-            id: .rotate, usage: "rotate <machine>", summary: "rotates that machine's key now (reason=admin)",
-            options: [], printsRows: false, argument: .machine),
-        ConsoleCommand(
-            id: .verify, usage: "verify", summary: "re-reads the journal from disk and checks it", options: [],
-            printsRows: false, argument: .none),
-        ConsoleCommand(
-            id: .shutdown, usage: "shutdown", summary: "stops the server gracefully", options: [],
-            printsRows: false, argument: .none),
-        ConsoleCommand(
-            id: .quit, usage: "quit", summary: "stops the server gracefully, as shutdown", options: [],
-            printsRows: false, argument: .none),
-    ]
-
-    public static func named(_ name: some StringProtocol) -> ConsoleCommand? {
-        all.first { $0.name == name }
-    }
-
-    init(id: ID, usage: String, summary: String, options: [String], printsRows: Bool, argument: Argument) {
-        self.id = id
-        self.usage = usage
-        self.summary = summary
-        self.options = options
-        self.printsRows = printsRows
-        self.argument = argument
-    }
-}
-
-/// A command line that cannot run: one clear line for the operator.
-struct ConsoleError: Error {
-    var message: String
-    init(_ message: String) { self.message = message }
-}
-
-/// The arguments of one command line, options taken out.
-struct ParsedArguments {
-    var positionals: [String] = []
-    var format = OutputFormat.table
-    var limit: Int?
-
-    /// Bounds on `--limit`, for `history` and `machines`.
-    static let limits = 1...1000
-
-    init(_ words: ArraySlice<Substring>, for command: ConsoleCommand) throws(ConsoleError) {
-        var words = words[...]
-        while let word = words.popFirst() {
-            guard word.hasPrefix("--") else {
-                positionals.append(String(word))
-                continue
-            }
-            // Both `--format json` and `--format=json`.
-            let parts = word.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            let option = String(parts[0])
-            guard (command.printsRows && option == "--format") || command.options.contains(option) else {
-                throw ConsoleError("\(command.name): unknown option \(option) (usage: \(command.usage))")
-            }
-            guard let value = parts.count == 2 ? parts[1] : words.popFirst(), !value.isEmpty else {
-                throw ConsoleError("\(command.name): \(option) needs a value (usage: \(command.usage))")
-            }
-            if option == "--format" {
-                guard let format = OutputFormat(rawValue: String(value)) else {
-                    throw ConsoleError("\(command.name): --format takes table, csv or json, not \(value)")
-                }
-                self.format = format
-            } else {
-                guard let limit = Int(value), Self.limits.contains(limit) else {
-                    throw ConsoleError(
-                        "\(command.name): --limit takes a number from \(Self.limits.lowerBound) to \(Self.limits.upperBound), not \(value)"
-                    )
-                }
-                self.limit = limit
-            }
-        }
-    }
+    let state = Mutex(State())
 }
 
 /// Turns one console command line into its output, asking the backend for
-/// the data. Parsing and rendering are pure: the same state, the same text.
+/// the data. Parsing (`ConsoleArguments`) and rendering (`Rows`,
+/// `LedgerRows`) are pure: the same state, the same text.
 public struct ConsoleInterpreter: Sendable {
     public let backend: any ConsoleBackend
     public let time: TimeFormatter
+    /// The terminal's width in columns, read before each command (nil: no
+    /// limit, as on a pipe); `\x auto` turns wider tables into records.
+    public let width: @Sendable () -> Int?
+    /// `shutdown` asks again while sessions are open (on a terminal).
+    public let confirmsShutdown: Bool
+    /// Reads a monotonic clock in nanoseconds, for `\timing`.
+    public let clock: @Sendable () -> UInt64
+    let settings = ConsoleSettings()
 
     static let historyDefaultLimit = 20
     static let machineTransfersShown = 10
     static let machinesDefaultLimit = 1000
 
-    public init(backend: any ConsoleBackend, time: @escaping TimeFormatter = ConsoleTime.local) {
+    public init(
+        backend: any ConsoleBackend, time: @escaping TimeFormatter = ConsoleTime.local,
+        width: @escaping @Sendable () -> Int? = { nil }, confirmsShutdown: Bool = false,
+        clock: @escaping @Sendable () -> UInt64 = { monotonicNanoseconds() }
+    ) {
         self.backend = backend
         self.time = time
+        self.width = width
+        self.confirmsShutdown = confirmsShutdown
+        self.clock = clock
+    }
+
+    /// True for a line that is not kept in the history (`shutdown`, `quit`):
+    /// Up then Enter must never stop the server by accident.
+    public static func staysOutOfHistory(_ line: String) -> Bool {
+        guard let first = try? consoleWords(line).first, let command = ConsoleCommand.named(first) else {
+            return false
+        }
+        return command.id == .shutdown || command.id == .quit
     }
 
     public func run(_ line: String) async -> ConsoleOutput {
-        let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+        let started = clock()
+        var output = await execute(line)
+        if settings.state.withLock({ $0.timing }), !line.allSatisfy({ $0 == " " || $0 == "\t" }) {
+            let micros = (clock() &- started) / 1000
+            let timing = "Time: \(micros / 1000).\(String(micros % 1000).leftPadded(to: 3)) ms"
+            output.text = output.text.isEmpty ? timing : output.text + "\n" + timing
+        }
+        return output
+    }
+
+    private func execute(_ line: String) async -> ConsoleOutput {
+        let words: [Substring]
+        do {
+            words = try consoleWords(line)
+        } catch {
+            return .error(error.message)
+        }
         guard let name = words.first else { return ConsoleOutput("") }
         guard let command = ConsoleCommand.named(name) else {
-            return ConsoleOutput("unknown command \(name.prefix(80)); type help for the commands")
+            return .error("unknown command \(name.prefix(80)); type help (or \\?) for the commands")
         }
+        if command.id != .shutdown { settings.state.withLock { $0.shutdownAsked = false } }
         do {
             let arguments = try ParsedArguments(words.dropFirst(), for: command)
             return try await run(command, arguments)
         } catch {
-            return ConsoleOutput(error.message)
+            return .error(error.message)
         }
     }
 
@@ -201,6 +115,7 @@ public struct ConsoleInterpreter: Sendable {
                 throw ConsoleError("\(command.name): unexpected argument \(extra) (usage: \(command.usage))")
             }
         }
+        let format = arguments.format
 
         switch command.id {
         case .help:
@@ -208,33 +123,77 @@ public struct ConsoleInterpreter: Sendable {
         case .machines:
             try none()
             return ConsoleOutput(
-                await machines(limit: arguments.limit ?? Self.machinesDefaultLimit, format: arguments.format))
+                await machines(
+                    limit: arguments.limit ?? Self.machinesDefaultLimit, sort: arguments.sort ?? .name, format: format))
         case .machine:
-            return ConsoleOutput(try await machine(try exactlyOne(), format: arguments.format))
+            return ConsoleOutput(try await machine(try exactlyOne(), format: format))
         case .balance:
-            return ConsoleOutput(try await balance(try exactlyOne(), format: arguments.format))
+            return ConsoleOutput(try await balance(try exactlyOne(), at: arguments.at, format: format))
         case .history:
-            let limit = arguments.limit ?? Self.historyDefaultLimit
-            return ConsoleOutput(try await history(of: try atMostOne(), limit: limit, format: arguments.format))
+            return ConsoleOutput(try await history(of: try atMostOne(), arguments))
+        case .statement:
+            return ConsoleOutput(try await statement(try exactlyOne(), arguments))
         case .tx:
-            return ConsoleOutput(try await transfer(try exactlyOne(), format: arguments.format))
+            return ConsoleOutput(try await transfer(try exactlyOne(), format: format))
         case .sessions:
             try none()
-            return ConsoleOutput(await sessions(format: arguments.format))
+            return ConsoleOutput(await sessions(format: format))
         case .stats:
             try none()
-            return ConsoleOutput(await statistics(format: arguments.format))
+            return ConsoleOutput(await statistics(format: format))
         case .rotate:
             return ConsoleOutput(try await rotate(try exactlyOne()))
         case .verify:
             try none()
             switch await backend.verifyJournal() {
-            case let .success(summary): return ConsoleOutput(summary)
-            case let .failure(problem): return ConsoleOutput("verify failed: \(problem.message)")
+            case let .success(report):
+                let text = format == .table ? report.text : report.rows.render(format, time: time)
+                return report.passed ? ConsoleOutput(text) : ConsoleOutput(text, stream: .diagnostics)
+            case let .failure(problem):
+                return .error("verify failed: \(problem.message)")
             }
+        case .expanded:
+            let value = try atMostOne()?.lowercased()
+            let mode = try settings.state.withLock { (state) throws(ConsoleError) -> ExpandedMode in
+                switch value {
+                case nil: state.expanded = state.expanded == .on ? .off : .on
+                case let value?:
+                    guard let mode = ExpandedMode(rawValue: value) else {
+                        throw ConsoleError("\\x takes on, off or auto, not \(value.prefix(40))")
+                    }
+                    state.expanded = mode
+                }
+                return state.expanded
+            }
+            return ConsoleOutput(
+                mode == .auto ? "Expanded display is used automatically." : "Expanded display is \(mode.rawValue).",
+                stream: .diagnostics)
+        case .timing:
+            let value = try atMostOne()?.lowercased()
+            guard value == nil || value == "on" || value == "off" else {
+                throw ConsoleError("\\timing takes on or off, not \(value ?? "")")
+            }
+            let on = settings.state.withLock { state in
+                state.timing = value.map { $0 == "on" } ?? !state.timing
+                return state.timing
+            }
+            return ConsoleOutput("Timing is \(on ? "on" : "off").", stream: .diagnostics)
         case .shutdown, .quit:
             try none()
-            return ConsoleOutput("shutting down", action: command.id == .quit ? .quit : .shutdown)
+            if confirmsShutdown && command.id == .shutdown {
+                let open = await backend.sessions().count
+                let confirmed = settings.state.withLock { state in
+                    defer { state.shutdownAsked.toggle() }
+                    return state.shutdownAsked || open == 0
+                }
+                if !confirmed {
+                    let sessions = open == 1 ? "1 session is" : "\(open) sessions are"
+                    return ConsoleOutput(
+                        "\(sessions) open; type shutdown again to stop the server", stream: .diagnostics)
+                }
+            }
+            return ConsoleOutput(
+                "shutting down", action: command.id == .quit ? .quit : .shutdown, stream: .diagnostics)
         }
     }
 
@@ -246,37 +205,36 @@ public struct ConsoleInterpreter: Sendable {
             let lines = ConsoleCommand.all.map { command in
                 command.usage + String(repeating: " ", count: width - command.usage.count) + "  " + command.summary
             }
-            return (["commands:"] + lines.map { "  " + $0 } + ["(--format csv|json prints rows for programs)"])
+            return
+                (["commands (names in any case; exit or \\q is quit, ? or \\? is help):"] + lines.map { "  " + $0 }
+                + [
+                    "(--format csv|json prints rows for programs: money in *_cents, times in UTC ISO 8601)",
+                    "(TIME is \(ConsoleTime.inputForms); quote it or write the date and the time as two words)",
+                ])
                 .joined(separator: "\n")
         }
         guard let command = ConsoleCommand.named(topic) else {
-            throw ConsoleError("help: no command named \(topic); type help for the commands")
+            throw ConsoleError("help: no command named \(topic.prefix(80)); type help for the commands")
         }
-        return "usage: \(command.usage)\n\(command.summary)"
+        let aliases = command.aliases.isEmpty ? "" : "\n(also: \(command.aliases.joined(separator: ", ")))"
+        return "usage: \(command.usage)\n\(command.summary)\(aliases)"
     }
 
-    private func machines(limit: Int, format: OutputFormat) async -> String {
+    private func machines(limit: Int, sort: MachineSort, format: OutputFormat) async -> String {
         let ledger = await backend.ledger()
         let openSessions = sessionCounts(await backend.sessions())
-        let all = ledger.machines.values.sorted { $0.name < $1.name }
-        var rows = Rows(fields: [
-            Field("machine", "machine"), Field("key", "key"),
-            Field("balance", "balance_cents", alignment: .right),
-            Field("sessions", "sessions", alignment: .right), Field("registered at", "registered_at"),
-            Field("last transfer at", "last_transfer_at"),
-        ])
-        for record in all.prefix(limit) {
-            rows.rows.append([
-                .text(record.name.text), .text(record.key.text), .money(record.balance),
-                .integer(Int64(openSessions[record.name] ?? 0)), .time(record.registeredAt),
-                record.lastTransferAt.map(Cell.time) ?? .missing,
-            ])
+        var all = ledger.machines.values.sorted { $0.name < $1.name }
+        switch sort {
+        case .name: break
+        case .balance: all.sort { $0.balance.value > $1.balance.value }
+        case .last:
+            all.sort { ($0.lastTransferAt?.milliseconds ?? .min) > ($1.lastTransferAt?.milliseconds ?? .min) }
         }
-        var text = rows.render(format, time: time)
-        if format == .table && all.count > limit {
-            text += "\n(\(all.count - limit) more machines; use --limit or --format)"
-        }
-        return text
+        let rows = LedgerRows.machines(Array(all.prefix(limit)), sessions: openSessions)
+        guard format == .table else { return rows.render(format, time: time) }
+        guard all.count > limit else { return table(rows) }
+        let shown = rows.rows.count == 1 ? "1 row" : "\(rows.rows.count) rows"
+        return table(rows, footer: false) + "\n(\(shown); \(all.count - limit) more machines, use --limit or --format)"
     }
 
     private func machine(_ nameText: String, format: OutputFormat) async throws(ConsoleError) -> String {
@@ -286,7 +244,7 @@ public struct ConsoleInterpreter: Sendable {
         let openSessions = sessionCounts(await backend.sessions())[name] ?? 0
         let rows = Rows(
             fields: [
-                Field("machine", "machine"), Field("key", "key"), Field("key expires", "key_expires"),
+                Field("machine", "machine"), Field("key", "key"), Field("key expires", "key_expires_at"),
                 Field("balance", "balance_cents", alignment: .right), Field("sessions", "sessions"),
                 Field("registered at", "registered_at"), Field("last transfer at", "last_transfer_at"),
                 Field("transfers", "transfers"),
@@ -298,53 +256,136 @@ public struct ConsoleInterpreter: Sendable {
                     record.lastTransferAt.map(Cell.time) ?? .missing, .integer(Int64(record.transferCount)),
                 ]
             ])
-        guard format == .table else { return rows.render(format, time: time) }
-        let recent = ledger.history(of: name, limit: Self.machineTransfersShown)
-        let transfers =
-            recent.isEmpty
-            ? "no transfers yet"
-            : "last \(recent.count) transfers:\n" + transferRows(recent).renderTable(time: time)
-        return rows.renderRecord(time: time) + "\n\n" + transfers
+        let recent = LedgerRows.transfers(ledger.history(of: name, limit: Self.machineTransfersShown))
+        switch format {
+        case .json:
+            // The record with its last transfers as an array in one field.
+            var nested = rows
+            nested.fields.append(Field("last transfers", "last_transfers"))
+            nested.rows[0].append(.rows(recent))
+            return nested.renderJSON()
+        case .csv:
+            // One flat table a spreadsheet opens: the record's columns on
+            // every row, then one transfer's (empty without transfers).
+            var flat = Rows(fields: rows.fields + recent.fields)
+            for transfer in recent.rows { flat.rows.append(rows.rows[0] + transfer) }
+            if recent.rows.isEmpty {
+                flat.rows.append(rows.rows[0] + Array(repeating: .missing, count: recent.fields.count))
+            }
+            return flat.renderCSV()
+        case .table:
+            let transfers =
+                recent.rows.isEmpty
+                ? "no transfers yet" : "last \(recent.rows.count) transfers:\n" + table(recent, footer: false)
+            return rows.renderRecord(time: time) + "\n\n" + transfers
+        }
     }
 
-    private func balance(_ argument: String, format: OutputFormat) async throws(ConsoleError) -> String {
-        let ledger = await backend.ledger()
+    private func balance(_ argument: String, at point: PointInTime?, format: OutputFormat) async throws(ConsoleError)
+        -> String
+    {
+        let ledger: Ledger
+        if let point {
+            switch await backend.ledger(at: point) {
+            case let .success(past): ledger = past
+            case let .failure(problem): throw ConsoleError("balance: \(problem.message)")
+            }
+        } else {
+            ledger = await backend.ledger()
+        }
         let record: MachineRecord
+        var replacedKey = false
         if let key = PaymentKey(argument) {
-            guard let owner = ledger.machines.values.first(where: { $0.key == key }) else {
-                throw ConsoleError("no machine has the current key \(key)")
+            // Any key ever issued, a replaced one too: asked as of a moment
+            // before every key stopped being payable.
+            guard case let .success(name) = ledger.owner(ofKey: key.text, at: Timestamp(milliseconds: .min)),
+                let owner = ledger.machines[name]
+            else {
+                throw ConsoleError("no machine has or had the key \(key)\(asOf(point))")
             }
             record = owner
+            replacedKey = owner.key != key
         } else {
             let name = try machineName(argument, orKey: true)
-            guard let named = ledger.machines[name] else { throw ConsoleError("no machine named \(name)") }
+            guard let named = ledger.machines[name] else {
+                throw ConsoleError("no machine named \(name)\(asOf(point))")
+            }
             record = named
         }
         let rows = Rows(
-            fields: [Field("machine", "machine"), Field("balance", "balance_cents", alignment: .right)],
-            rows: [[.text(record.name.text), .money(record.balance)]])
+            fields: [
+                Field("machine", "machine"), Field("balance", "balance_cents", alignment: .right),
+                Field("as of seq", "seq"),
+            ],
+            rows: [[.text(record.name.text), .money(record.balance), .integer(ledger.lastSeq)]])
         guard format == .table else { return rows.render(format, time: time) }
-        return "\(record.name): \(record.balance.brl)"
+        let note = replacedKey ? " (a replaced key; its current key is \(record.key))" : ""
+        let when = point == nil ? "" : " as of seq \(ledger.lastSeq)"
+        return "\(record.name): \(record.balance.brl)\(when)\(note)"
     }
 
-    private func history(of nameText: String?, limit: Int, format: OutputFormat) async throws(ConsoleError)
-        -> String
-    {
+    private func asOf(_ point: PointInTime?) -> String {
+        switch point {
+        case nil: ""
+        case let .seq(seq): " as of seq \(seq)"
+        case let .time(moment): " as of \(time(moment))"
+        }
+    }
+
+    private func history(of nameText: String?, _ arguments: ParsedArguments) async throws(ConsoleError) -> String {
         let ledger = await backend.ledger()
-        let records: [TransferRecord]
+        let limit = arguments.limit ?? Self.historyDefaultLimit
+        for name in [arguments.from, arguments.to].compactMap({ $0 }) where ledger.machines[name] == nil {
+            throw ConsoleError("no machine named \(name)")
+        }
+        var records: [TransferRecord]
+        let (since, until, from, to) = (arguments.since, arguments.until, arguments.from, arguments.to)
+        func wanted(_ record: TransferRecord) -> Bool {
+            if let since, record.at < since { return false }
+            if let until, record.at > until { return false }
+            if let from, record.transfer.from != from { return false }
+            if let to, record.transfer.to != to { return false }
+            return true
+        }
+        let filtered = since != nil || until != nil || from != nil || to != nil
         if let nameText {
             let name = try machineName(nameText)
             guard ledger.machines[name] != nil else { throw ConsoleError("no machine named \(name)") }
-            records = ledger.history(of: name, limit: limit)
+            records =
+                filtered
+                ? Array(ledger.history(of: name, limit: .max).lazy.filter(wanted).prefix(limit))
+                : ledger.history(of: name, limit: limit)
         } else {
-            records = ledger.history(limit: limit)
+            records =
+                filtered
+                ? Array(ledger.transfers.reversed().lazy.filter(wanted).prefix(limit))
+                : ledger.history(limit: limit)
         }
-        return transferRows(records).render(format, time: time)
+        let rows = LedgerRows.transfers(records)
+        return arguments.format == .table ? table(rows) : rows.render(arguments.format, time: time)
+    }
+
+    private func statement(_ nameText: String, _ arguments: ParsedArguments) async throws(ConsoleError) -> String {
+        let name = try machineName(nameText)
+        let ledger = await backend.ledger()
+        guard
+            let statement = MachineStatement(
+                ledger: ledger, machine: name, since: arguments.since, until: arguments.until)
+        else { throw ConsoleError("no machine named \(name)") }
+        return statement.render(arguments.format, time: time)
     }
 
     private func transfer(_ text: String, format: OutputFormat) async throws(ConsoleError) -> String {
-        guard let tx = TxID(text) else { throw ConsoleError("tx: \(text) is not a transfer id (like T000000000042)") }
-        guard let record = await backend.ledger().transfer(tx) else { throw ConsoleError("no transfer \(tx)") }
+        // The full id, or its seq (`tx 42`).
+        let id: TxID
+        if let seq = Int64(text), seq > 0 {
+            id = TxID(seq: seq)
+        } else if let parsed = TxID(text.uppercased()) {
+            id = parsed
+        } else {
+            throw ConsoleError("tx: \(text.prefix(80)) is not a transfer id (like T000000000042) or a seq (like 42)")
+        }
+        guard let record = await backend.ledger().transfer(id) else { throw ConsoleError("no transfer \(id)") }
         let transfer = record.transfer
         let rows = Rows(
             fields: [
@@ -354,7 +395,7 @@ public struct ConsoleInterpreter: Sendable {
             ],
             rows: [
                 [
-                    .text(tx.text), .integer(record.seq), .time(record.at), .text(transfer.from.text),
+                    .text(id.text), .integer(record.seq), .time(record.at), .text(transfer.from.text),
                     .text(transfer.to.text), .text(transfer.key.text), .money(transfer.amount),
                     transfer.requestID.map { .text($0.text) } ?? .missing,
                 ]
@@ -375,7 +416,7 @@ public struct ConsoleInterpreter: Sendable {
                     .time(session.connectedAt), .integer(Int64(session.requestsServed)),
                 ]
             })
-        return rows.render(format, time: time)
+        return format == .table ? table(rows) : rows.render(format, time: time)
     }
 
     private func statistics(format: OutputFormat) async -> String {
@@ -387,7 +428,7 @@ public struct ConsoleInterpreter: Sendable {
                 Field("machines", "machines"), Field("transfers", "transfers"),
                 Field("money in circulation", "total_money_cents"), Field("journal", "journal_path"),
                 Field("journal size (bytes)", "journal_size_bytes"), Field("last seq", "last_seq"),
-                Field("syncs", "syncs"), Field("events synced", "events_synced"),
+                Field("last hash", "last_hash"), Field("syncs", "syncs"), Field("events synced", "events_synced"),
                 Field("events per sync", "events_per_sync"), Field("requests last minute", "requests_last_minute"),
                 Field("requests per second", "requests_per_second"), Field("uptime", "uptime_seconds"),
                 Field("started at", "started_at"),
@@ -396,7 +437,7 @@ public struct ConsoleInterpreter: Sendable {
                 [
                     .integer(Int64(ledger.machines.count)), .integer(Int64(ledger.transfers.count)),
                     .money(ledger.totalMoney), .text(stats.journalPath), .integer(stats.journalSizeBytes),
-                    .integer(stats.lastSeq), .integer(stats.syncs), .integer(stats.eventsSynced),
+                    .integer(stats.lastSeq), .text(stats.lastHash), .integer(stats.syncs), .integer(stats.eventsSynced),
                     .hundredths(eventsPerSync), .integer(stats.requestsLastMinute),
                     .hundredths(stats.requestsLastMinute * 100 / 60), .seconds(stats.uptimeSeconds),
                     .time(stats.startedAt),
@@ -413,6 +454,24 @@ public struct ConsoleInterpreter: Sendable {
         case let .failure(rejection):
             throw ConsoleError("rotate: \(rejection.message)")
         }
+    }
+
+    // MARK: Rendering
+
+    /// Rows for people: a table with a row-count footer, or one record per
+    /// row when `\x` says so (or, on auto, when the table is too wide).
+    private func table(_ rows: Rows, footer: Bool = true) -> String {
+        let count = rows.rows.count == 1 ? "(1 row)" : "(\(rows.rows.count) rows)"
+        let mode = settings.state.withLock { $0.expanded }
+        let text = rows.renderTable(time: time)
+        let tooWide: Bool
+        if mode == .auto, let width = width() {
+            tooWide = text.split(separator: "\n").contains { $0.count > width }
+        } else {
+            tooWide = false
+        }
+        let body = (mode == .on || tooWide) && !rows.rows.isEmpty ? rows.renderRecords(time: time) : text
+        return footer ? body + "\n" + count : body
     }
 
     // MARK: Helpers
@@ -432,18 +491,10 @@ public struct ConsoleInterpreter: Sendable {
         }
         return counts
     }
+}
 
-    private func transferRows(_ records: [TransferRecord]) -> Rows {
-        Rows(
-            fields: [
-                Field("tx", "tx"), Field("time", "time"), Field("from", "from"), Field("to", "to"),
-                Field("amount", "amount_cents", alignment: .right),
-            ],
-            rows: records.map { record in
-                [
-                    .text(record.tx.text), .time(record.at), .text(record.transfer.from.text),
-                    .text(record.transfer.to.text), .money(record.transfer.amount),
-                ]
-            })
+extension String {
+    func leftPadded(to width: Int, with pad: Character = "0") -> String {
+        String(repeating: pad, count: max(0, width - count)) + self
     }
 }

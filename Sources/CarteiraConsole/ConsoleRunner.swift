@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 import CarteiraCore
 import Synchronization
@@ -35,6 +35,7 @@ public final class ConsoleRunner: Sendable {
     private let interpreter: ConsoleInterpreter
     private let input: Int32
     private let output: Int32
+    private let diagnostics: Int32
     private let completionWords = CompletionWords()
     private let editor = Mutex<LineEditor?>(nil)
 
@@ -42,16 +43,24 @@ public final class ConsoleRunner: Sendable {
     ///   - interactive: true when `input` is a terminal (see `isTerminal(fd:)`):
     ///     line editing and a prompt; false reads plain lines.
     ///   - historyPath: the history file for interactive use; see `defaultHistoryPath`.
+    ///   - output: where commands' output goes.
+    ///   - diagnostics: on a pipe, where everything else goes (errors,
+    ///     "shutting down", `printAbove`), so `output` carries only what a
+    ///     script parses; on a terminal everything is printed above the prompt.
     public init(
         backend: any ConsoleBackend, interactive: Bool, historyPath: String? = ConsoleRunner.defaultHistoryPath(),
         time: @escaping TimeFormatter = ConsoleTime.local, input: Int32 = 0,
-        output: Int32 = 1
+        output: Int32 = 1, diagnostics: Int32 = 2
     ) {
-        self.interpreter = ConsoleInterpreter(backend: backend, time: time)
+        let terminal = output
+        let width: @Sendable () -> Int? = { interactive ? terminalColumns(terminal) : nil }
+        self.interpreter = ConsoleInterpreter(
+            backend: backend, time: time, width: width, confirmsShutdown: interactive)
         self.interactive = interactive
         self.historyPath = historyPath
         self.input = input
         self.output = output
+        self.diagnostics = diagnostics
     }
 
     public static func isTerminal(fd: Int32) -> Bool { isatty(fd) == 1 }
@@ -68,13 +77,13 @@ public final class ConsoleRunner: Sendable {
         "carteira console on \(address): type help for the commands, quit or shutdown to stop the server"
     }
 
-    /// Prints a line (a log line) above the prompt, or plainly when no
-    /// prompt is shown. From any thread.
+    /// Prints a line (a log line, a banner) above the prompt, or to the
+    /// diagnostics stream when no prompt is shown. From any thread.
     public func printAbove(_ text: String) {
         if let editor = editor.withLock({ $0 }) {
             editor.printAbove(text)
         } else {
-            writeAll(output, text + "\n")
+            writeAll(diagnostics, text + "\n")
         }
     }
 
@@ -94,7 +103,10 @@ public final class ConsoleRunner: Sendable {
         let thread = DedicatedThread(name: "carteira-console")
         return await withTaskCancellationHandler {
             while let line = await thread.run({ reader.readLine() }) {
-                if let ending = await execute(line, print: { writeAll(self.output, $0 + "\n") }) {
+                let print = { (text: String, stream: ConsoleOutput.Stream) in
+                    writeAll(stream == .output ? self.output : self.diagnostics, text + "\n")
+                }
+                if let ending = await execute(line, print: print) {
                     return ending
                 }
             }
@@ -110,10 +122,11 @@ public final class ConsoleRunner: Sendable {
         do {
             lineEditor = try LineEditor(
                 prompt: Self.prompt, historyPath: historyPath, interruptReminder: Self.interruptReminder,
-                input: input, output: output
+                input: input, output: output, keepsOutOfHistory: ConsoleInterpreter.staysOutOfHistory
             ) { before, word in
-                let (machines, keys) = words.current
-                return ConsoleCompletion.candidates(lineBeforeWord: before, word: word, machines: machines, keys: keys)
+                let (machines, keys, transfers) = words.current
+                return ConsoleCompletion.candidates(
+                    lineBeforeWord: before, word: word, machines: machines, keys: keys, transfers: transfers)
             }
         } catch {
             return .failed("cannot start the line editor: \(error)")
@@ -126,7 +139,9 @@ public final class ConsoleRunner: Sendable {
         await refreshCompletions()
         return await withTaskCancellationHandler {
             while let line = await lineEditor.nextLine() {
-                if let ending = await execute(line, print: lineEditor.printAbove) { return ending }
+                if let ending = await execute(line, print: { text, _ in lineEditor.printAbove(text) }) {
+                    return ending
+                }
                 await refreshCompletions()
             }
             if Task.isCancelled { return .cancelled }
@@ -139,9 +154,9 @@ public final class ConsoleRunner: Sendable {
     }
 
     /// Runs one line and prints its output; the ending if the console ends.
-    private func execute(_ line: String, print: (String) -> Void) async -> Ending? {
+    private func execute(_ line: String, print: (String, ConsoleOutput.Stream) -> Void) async -> Ending? {
         let result = await interpreter.run(line)
-        if !result.text.isEmpty { print(result.text) }
+        if !result.text.isEmpty { print(result.text, result.stream) }
         switch result.action {
         case .continue:
             return nil
@@ -155,18 +170,29 @@ public final class ConsoleRunner: Sendable {
         let ledger = await interpreter.backend.ledger()
         let machines = ledger.machines.keys.sorted()
         let keys = machines.compactMap { ledger.machines[$0]?.key }
-        completionWords.update(machines: machines, keys: keys)
+        let transfers = ledger.history(limit: Self.transfersCompleted).map(\.tx.text)
+        completionWords.update(machines: machines, keys: keys, transfers: transfers)
     }
+
+    /// Tab offers the newest transfers' ids after `tx`.
+    static let transfersCompleted = 100
+}
+
+/// The terminal's width in columns, or nil when it cannot be read.
+func terminalColumns(_ fd: Int32) -> Int? {
+    var size = winsize()
+    guard ioctl(fd, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 0 else { return nil }
+    return Int(size.ws_col)
 }
 
 /// The machine names and keys Tab offers, refreshed after each command so
 /// the readline thread never waits on the server.
 private final class CompletionWords: Sendable {
-    private let words = Mutex<([MachineName], [PaymentKey])>(([], []))
+    private let words = Mutex<([MachineName], [PaymentKey], [String])>(([], [], []))
 
-    var current: ([MachineName], [PaymentKey]) { words.withLock { $0 } }
+    var current: ([MachineName], [PaymentKey], [String]) { words.withLock { $0 } }
 
-    func update(machines: [MachineName], keys: [PaymentKey]) {
-        words.withLock { $0 = (machines, keys) }
+    func update(machines: [MachineName], keys: [PaymentKey], transfers: [String]) {
+        words.withLock { $0 = (machines, keys, transfers) }
     }
 }

@@ -2,9 +2,9 @@
 import CReadline
 import Synchronization
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A GNU readline line editor: prompt, history kept in a file across runs,
@@ -35,13 +35,18 @@ public final class LineEditor: Sendable {
     private let state = Mutex(EditorState())
     private let thread = DedicatedThread(name: "carteira-readline")
 
+    /// Lines not kept in the history (`shutdown`).
+    private let keepsOutOfHistory: @Sendable (String) -> Bool
+
     /// Printed when Ctrl-C is pressed on an empty line.
     public let interruptReminder: String
 
     public init(
         prompt: String, historyPath: String?, interruptReminder: String = "(type quit to leave)",
-        input: Int32 = 0, output: Int32 = 1, completer: @escaping Completer
+        input: Int32 = 0, output: Int32 = 1, keepsOutOfHistory: @escaping @Sendable (String) -> Bool = { _ in false },
+        completer: @escaping Completer
     ) throws(LineEditorError) {
+        self.keepsOutOfHistory = keepsOutOfHistory
         let claimed = shared.withLock { shared -> Bool in
             guard !shared.editorOpen else { return false }
             shared.editorOpen = true
@@ -168,7 +173,7 @@ public final class LineEditor: Sendable {
                         writeOut("\n")
                         return .end
                     }
-                    remember(line)
+                    if !keepsOutOfHistory(line) { remember(line) }
                     return .line(line)
                 }
             }
@@ -215,7 +220,6 @@ public final class LineEditor: Sendable {
         carteira_rl_flush_output()
         writeAll(output, text)
     }
-
 
     private func printAboveNow(_ texts: [String]) {
         let savedPoint = carteira_rl_point()
@@ -298,7 +302,6 @@ private struct SharedState: Sendable {
 }
 
 private let shared = Mutex(SharedState())
-
 
 private func acceptLine(_ pointer: UnsafeMutablePointer<CChar>?) {
     let line = pointer.map { String(cString: $0) }

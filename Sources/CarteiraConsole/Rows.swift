@@ -20,6 +20,9 @@ public enum Cell: Sendable, Hashable {
     case time(Timestamp)
     /// A duration: `1h 02m 05s` for people, whole seconds for programs.
     case seconds(Int64)
+    /// Rows inside a row: a JSON array of objects (`machine`'s last
+    /// transfers); tables and CSV print them apart.
+    indirect case rows(Rows)
 }
 
 /// A column: its title for people and its field name for programs.
@@ -71,16 +74,36 @@ public struct Rows: Sendable, Hashable {
         }.joined(separator: "\n")
     }
 
+    /// Every row as a record (`\x`): a `-[ RECORD n ]-` rule, then
+    /// `label | value` lines, as psql's expanded display.
+    public func renderRecords(time: TimeFormatter) -> String {
+        let width = fields.map(\.title.count).max() ?? 0
+        var lines: [String] = []
+        for (index, row) in rows.enumerated() {
+            lines.append("-[ RECORD \(index + 1) ]" + String(repeating: "-", count: max(0, width - 9)))
+            for (field, cell) in zip(fields, row) {
+                let value = cell.forPeople(time: time)
+                lines.append(field.title + String(repeating: " ", count: width - field.title.count) + " | " + value)
+            }
+        }
+        return lines.map { line in
+            var line = line
+            while line.last == " " { line.removeLast() }
+            return line
+        }.joined(separator: "\n")
+    }
+
     public func renderCSV() -> String {
         var lines = [fields.map { csvQuoted($0.name) }.joined(separator: ",")]
         for row in rows {
-            lines.append(row.map { cell in
-                switch cell {
-                case let .text(text): return csvQuoted(text)
-                case .missing: return ""
-                default: return cell.forPrograms
-                }
-            }.joined(separator: ","))
+            lines.append(
+                row.map { cell in
+                    switch cell {
+                    case let .text(text): return csvQuoted(text)
+                    case .missing: return ""
+                    default: return cell.forPrograms
+                    }
+                }.joined(separator: ","))
         }
         return lines.joined(separator: "\n")
     }
@@ -88,16 +111,18 @@ public struct Rows: Sendable, Hashable {
     /// One JSON array of objects, keys in column order.
     public func renderJSON() -> String {
         let objects = rows.map { row in
-            "{" + zip(fields, row).map { field, cell in
-                let value: String
-                switch cell {
-                case let .text(text): value = jsonQuoted(text)
-                case .missing: value = "null"
-                case .time: value = jsonQuoted(cell.forPrograms)
-                default: value = cell.forPrograms
-                }
-                return jsonQuoted(field.name) + ":" + value
-            }.joined(separator: ",") + "}"
+            "{"
+                + zip(fields, row).map { field, cell in
+                    let value: String
+                    switch cell {
+                    case let .text(text): value = jsonQuoted(text)
+                    case .missing: value = "null"
+                    case .time: value = jsonQuoted(cell.forPrograms)
+                    case let .rows(nested): value = nested.renderJSON()
+                    default: value = cell.forPrograms
+                    }
+                    return jsonQuoted(field.name) + ":" + value
+                }.joined(separator: ",") + "}"
         }
         return "[" + objects.joined(separator: ",") + "]"
     }
@@ -113,6 +138,7 @@ extension Cell {
         case let .money(amount): return amount.brl
         case let .time(timestamp): return format(timestamp)
         case let .seconds(seconds): return ConsoleTime.duration(seconds: seconds)
+        case let .rows(nested): return "\(nested.rows.count) rows"
         }
     }
 
@@ -125,6 +151,7 @@ extension Cell {
         case let .money(amount): return String(amount.value)
         case let .time(timestamp): return timestamp.iso8601
         case let .seconds(seconds): return String(seconds)
+        case let .rows(nested): return String(nested.rows.count)
         }
     }
 }

@@ -22,6 +22,8 @@ public struct OpenedJournal: Sendable {
     public let tornTailKeptAt: String?
     /// The journal was new or empty, and the genesis line was written.
     public let genesisWritten: Bool
+    /// The last line's `hash` (the head an auditor writes down with its `seq`).
+    public let lastHash: String
 }
 
 public enum Journal {
@@ -95,7 +97,7 @@ public enum Journal {
                 threaded: threadedWriter)
             return OpenedJournal(
                 ledger: scan.ledger, writer: writer, lock: lock, journalPath: path, tornTailCutAt: tornTailCutAt,
-                tornTailKeptAt: tornTailKeptAt, genesisWritten: genesisWritten)
+                tornTailKeptAt: tornTailKeptAt, genesisWritten: genesisWritten, lastHash: scan.lastHashText)
         } catch {
             lock.release()
             throw error
@@ -104,6 +106,11 @@ public enum Journal {
 
     static func journalPath(in directory: String) -> String {
         directory + "/" + fileName
+    }
+
+    /// `DIR/ledger.journal`.
+    public static func path(in directory: String) -> String {
+        journalPath(in: directory)
     }
 
     /// Runs a storage call, keeping `JournalError`s and wrapping others.
@@ -141,6 +148,11 @@ public enum Journal {
 
 /// What `verify` found in a journal that checks.
 public struct VerifySummary: Sendable {
+    /// Nothing read: what a report shows when not even the first line checks.
+    static let empty = VerifySummary(
+        events: 0, machines: 0, transfers: 0, totalMoney: .zero, lastSeq: -1, lastHash: JournalCodec.zeroHash,
+        ledger: Ledger(), passedOverIncompleteLine: false, lastAt: nil, stoppedEarly: false, hashes: [:])
+
     /// Lines, the genesis line included.
     public var events: Int
     public var machines: Int
@@ -151,16 +163,94 @@ public struct VerifySummary: Sendable {
     public var ledger: Ledger
     /// A live server's incomplete last line was passed over.
     public var passedOverIncompleteLine: Bool
+    /// The last line read's `at` (nil for an empty journal).
+    public var lastAt: Timestamp?
+    /// The replay stopped at the point asked for, before the end.
+    public var stoppedEarly: Bool
+    /// The `hash` of each line whose `seq` was asked for and was read.
+    public var hashes: [Int64: String]
+}
+
+/// A moment in a journal to replay to: after the line with a `seq`, or
+/// after the last line not later than a time (the lines before the first
+/// one whose `at` is later).
+public enum ReplayPoint: Sendable, Hashable {
+    case seq(Int64)
+    case time(Timestamp)
+}
+
+/// `journal verify --expect SEQ:HASH`: line `seq` must carry `hash`.
+public struct JournalAnchor: Sendable, Hashable {
+    public var seq: Int64
+    /// 64 lower-case hex.
+    public var hash: String
+
+    /// Parses `SEQ:HASH` (upper-case hex is folded); nil otherwise.
+    public init?(_ text: some StringProtocol) {
+        let parts = text.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2, let seq = Int64(parts[0]), seq >= 0, parts[0].allSatisfy(\.isASCII) else {
+            return nil
+        }
+        let hash = parts[1].lowercased()
+        guard hash.utf8.count == 64, hash.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) })
+        else { return nil }
+        self.seq = seq
+        self.hash = hash
+    }
+}
+
+/// What `journal verify` concludes: the summary of the lines that check,
+/// the first problem (if any), and how each anchor fared.
+public struct VerifyReport: Sendable {
+    public struct Problem: Sendable, Hashable {
+        /// The first bad line (the genesis line is line 1), when one is named.
+        public var line: Int?
+        public var message: String
+    }
+
+    public struct AnchorResult: Sendable, Hashable {
+        public var anchor: JournalAnchor
+        /// The hash line `seq` carries; nil when the journal holds no such line.
+        public var found: String?
+        public var matches: Bool { found == anchor.hash }
+    }
+
+    /// Of the lines before the first problem (all of them when there is none).
+    public var summary: VerifySummary
+    public var problem: Problem?
+    public var anchors: [AnchorResult]
+
+    public var passed: Bool { problem == nil && anchors.allSatisfy(\.matches) }
 }
 
 public enum JournalVerifier {
     /// Read-only: checks everything replay checks. While a live server
     /// holds the lock, an incomplete last line is passed over (it is still
     /// being written); otherwise a torn tail is `.tornTail(offset)`.
-    public static func verify(directory: String) throws(JournalError) -> VerifySummary {
+    ///
+    /// - Parameters:
+    ///   - point: replay only up to there (point-in-time replay); the lines
+    ///     after it are not read.
+    ///   - anchors: the `seq`s whose hashes to report in `hashes`.
+    public static func verify(
+        directory: String, through point: ReplayPoint? = nil, recordingHashesOf anchors: Set<Int64> = []
+    ) throws(JournalError) -> VerifySummary {
+        let stop: ScanStop? =
+            switch point {
+            case nil: nil
+            case let .seq(seq): .afterSeq(seq)
+            case let .time(time): .afterTime(time)
+            }
+        return try verify(directory: directory, stop: stop, anchors: anchors)
+    }
+
+    static func verify(directory: String, stop: ScanStop?, anchors: Set<Int64>) throws(JournalError)
+        -> VerifySummary
+    {
         let path = try existingJournal(in: directory)
         let live = JournalLock.isHeld(directory: directory)
-        let scan = try JournalScanner.scan(path: path, policy: KeyPolicy(), passOverIncompleteLine: live)
+        let scan = try JournalScanner.scan(
+            path: path, policy: KeyPolicy(), passOverIncompleteLine: live, stop: stop, recordingHashesOf: anchors)
         if scan.torn { throw .tornTail(offset: scan.goodEnd) }
         let ledger = scan.ledger
         if let violation = ledger.checkInvariants() {
@@ -169,7 +259,56 @@ public enum JournalVerifier {
         return VerifySummary(
             events: ledger.eventCount, machines: ledger.machines.count, transfers: ledger.transfers.count,
             totalMoney: ledger.totalMoney, lastSeq: ledger.lastSeq, lastHash: scan.lastHashText, ledger: ledger,
-            passedOverIncompleteLine: scan.passedOverIncompleteLine)
+            passedOverIncompleteLine: scan.passedOverIncompleteLine, lastAt: scan.lastAt,
+            stoppedEarly: scan.stoppedEarly, hashes: scan.hashes)
+    }
+
+    /// Checks the whole journal and every anchor, and says what it found:
+    /// on a problem, the summary is of the lines before it. Throws only when
+    /// the journal cannot be read at all.
+    public static func report(directory: String, expecting anchors: [JournalAnchor] = []) throws(JournalError)
+        -> VerifyReport
+    {
+        let seqs = Set(anchors.map(\.seq))
+        let summary: VerifySummary
+        var problem: VerifyReport.Problem?
+        do throws(JournalError) {
+            summary = try verify(directory: directory, stop: nil, anchors: seqs)
+        } catch {
+            switch error {
+            case let .corrupt(line, reason):
+                problem = .init(line: line, message: "line \(line): \(reason)")
+                // The state of the lines before it.
+                summary = (try? verify(directory: directory, stop: .beforeLine(line), anchors: seqs)) ?? .empty
+            case let .tornTail(offset):
+                // The whole lines before it check; the torn one is the next.
+                summary = try verify(directory: directory, stop: nil, anchors: seqs, allowingTornTail: true)
+                let line = summary.events + 1
+                problem = .init(
+                    line: line,
+                    message: "line \(line) (byte \(offset)): torn tail, an incomplete last line;"
+                        + " `journal repair` cuts it, keeping its bytes")
+            default:
+                throw error
+            }
+        }
+        let results = anchors.map { VerifyReport.AnchorResult(anchor: $0, found: summary.hashes[$0.seq]) }
+        return VerifyReport(summary: summary, problem: problem, anchors: results)
+    }
+
+    /// The lines before a torn tail, which is not a problem here.
+    private static func verify(directory: String, stop: ScanStop?, anchors: Set<Int64>, allowingTornTail: Bool)
+        throws(JournalError) -> VerifySummary
+    {
+        let path = try existingJournal(in: directory)
+        let scan = try JournalScanner.scan(
+            path: path, policy: KeyPolicy(), passOverIncompleteLine: false, stop: stop, recordingHashesOf: anchors)
+        let ledger = scan.ledger
+        return VerifySummary(
+            events: ledger.eventCount, machines: ledger.machines.count, transfers: ledger.transfers.count,
+            totalMoney: ledger.totalMoney, lastSeq: ledger.lastSeq, lastHash: scan.lastHashText, ledger: ledger,
+            passedOverIncompleteLine: false, lastAt: scan.lastAt, stoppedEarly: scan.stoppedEarly,
+            hashes: scan.hashes)
     }
 
     static func existingJournal(in directory: String) throws(JournalError) -> String {
@@ -184,20 +323,22 @@ public enum JournalRepair {
     /// cuts a torn tail only, keeping the removed bytes in
     /// `DIR/ledger.journal.torn-<unix ms>`, and syncs. Returns where the cut
     /// was made and how many bytes it removed; nil when there was nothing to
-    /// cut. Any other damage throws `.corrupt(line:reason:)` and changes
-    /// nothing.
-    public static func repair(directory: String) throws(JournalError) -> (offset: Int64, bytes: Int)? {
+    /// cut, the torn line's number and the file the cut bytes were kept in.
+    /// Any other damage throws `.corrupt(line:reason:)` and changes nothing.
+    public static func repair(directory: String) throws(JournalError) -> (
+        offset: Int64, bytes: Int, line: Int, keptAt: String
+    )? {
         let path = try JournalVerifier.existingJournal(in: directory)
         let lock = try JournalLock.acquire(directory: directory)
         defer { lock.release() }
         let scan = try JournalScanner.scan(path: path, policy: KeyPolicy(), passOverIncompleteLine: false)
         guard scan.torn else { return nil }
-        _ = try Journal.keepTail(of: path, from: scan.goodEnd, milliseconds: Posix.nowMilliseconds())
+        let kept = try Journal.keepTail(of: path, from: scan.goodEnd, milliseconds: Posix.nowMilliseconds())
         let descriptor = try Posix.open(path, O_WRONLY | O_CLOEXEC)
         defer { close(descriptor) }
         guard ftruncate(descriptor, off_t(scan.goodEnd)) == 0 else { throw Posix.error("truncate", path) }
         try Posix.sync(descriptor, what: path)
         try Posix.syncDirectory(directory)
-        return (scan.goodEnd, Int(scan.fileSize - scan.goodEnd))
+        return (scan.goodEnd, Int(scan.fileSize - scan.goodEnd), scan.ledger.eventCount + 1, kept)
     }
 }

@@ -67,6 +67,8 @@ public final class JournalLock: Sendable {
     public func release() {
         descriptor.withLock { descriptor in
             if let open = descriptor {
+                // A LOCK left behind after a clean exit names no process.
+                _ = ftruncate(open, 0)
                 flock(open, LOCK_UN)
                 close(open)
             }

@@ -21,8 +21,26 @@ struct JournalScan {
     var passedOverIncompleteLine: Bool
     var fileExisted: Bool
     var fileSize: Int64
+    /// The scan stopped at its `ScanStop`, before the end of the file.
+    var stoppedEarly = false
+    /// The `hash` of each line whose `seq` was asked for (`recordingHashesOf`).
+    var hashes: [Int64: String] = [:]
+    /// The last applied line's `at`.
+    var lastAt: Timestamp?
 
     var lastHashText: String { String(decoding: lastHash, as: UTF8.self) }
+}
+
+/// Where a scan stops before the end of the file: the state is then the
+/// replay of the lines before (point-in-time replay, `journal replay --at`).
+/// Nothing after the stop is read or checked.
+enum ScanStop: Sendable, Hashable {
+    /// After the line whose `seq` is this.
+    case afterSeq(Int64)
+    /// Before the first line whose `at` is later than this.
+    case afterTime(Timestamp)
+    /// Before line `n` (the genesis line is line 1).
+    case beforeLine(Int)
 }
 
 /// Reads a journal once from start to end in large chunks, checking every
@@ -62,9 +80,12 @@ enum JournalScanner {
     ///   - parallel: check each chunk's lines (length, suffix, hash,
     ///     fields) on other threads ahead of applying; false does the same
     ///     work on the calling thread, a chunk at a time.
+    ///   - stop: where to stop before the end; nil reads everything.
+    ///   - recordingHashesOf: the `seq`s whose lines' hashes to keep in
+    ///     `JournalScan.hashes` (the anchors of `verify --expect`).
     static func scan(
         path: String, policy: KeyPolicy, passOverIncompleteLine: Bool, chunkBytes: Int = chunkBytes,
-        parallel: Bool = true
+        parallel: Bool = true, stop: ScanStop? = nil, recordingHashesOf anchors: Set<Int64> = []
     ) throws(JournalError) -> JournalScan {
         precondition(chunkBytes > 0, "chunks hold at least one byte")
         var scan = JournalScan(
@@ -85,7 +106,8 @@ enum JournalScanner {
 
         var reader = ChunkReader(
             descriptor: descriptor, path: path, fileSize: scan.fileSize, chunkBytes: chunkBytes)
-        var applier = LineApplier(scan: scan, passOverIncompleteLine: passOverIncompleteLine)
+        var applier = LineApplier(
+            scan: scan, passOverIncompleteLine: passOverIncompleteLine, stop: stop, anchors: anchors)
         var pending: [ChainCheck] = []
         var spare: [[UInt8]] = []
         var readerDone = false
@@ -370,11 +392,25 @@ final class ChainCheck: Sendable {
 struct LineApplier {
     var scan: JournalScan
     let passOverIncompleteLine: Bool
+    let stop: ScanStop?
+    let anchors: Set<Int64>
     private var lineNumber = 0
 
-    init(scan: JournalScan, passOverIncompleteLine: Bool) {
+    init(scan: JournalScan, passOverIncompleteLine: Bool, stop: ScanStop? = nil, anchors: Set<Int64> = []) {
         self.scan = scan
         self.passOverIncompleteLine = passOverIncompleteLine
+        self.stop = stop
+        self.anchors = anchors
+    }
+
+    /// True when `line` is past the scan's stop.
+    private func stopsBefore(_ line: DecodedLine) -> Bool {
+        switch stop {
+        case nil: return false
+        case let .afterSeq(seq): return line.seq > seq
+        case let .afterTime(time): return line.at > time.milliseconds
+        case let .beforeLine(number): return lineNumber + 1 >= number
+        }
     }
 
     /// Applies the chunk's lines; true when the scan is over (the last
@@ -391,12 +427,26 @@ struct LineApplier {
                 }
             }
             for line in decoded {
+                if stop != nil && stopsBefore(line) {
+                    scan.stoppedEarly = true
+                    return true
+                }
                 lineNumber += 1
                 if let reason = apply(line.event(in: buffer)) {
                     return try refuse(UnsafeBufferPointer(rebasing: buffer[Int(line.start)..<Int(line.end)]), reason)
                 }
                 lastGoodEnd = Int(line.end)
                 scan.goodEnd = chunk.offset + Int64(line.end) + 1
+                scan.lastAt = Timestamp(milliseconds: line.at)
+                if !anchors.isEmpty && anchors.contains(line.seq) {
+                    let hash = buffer[(Int(line.end) - JournalCodec.hashLength)..<Int(line.end)]
+                    scan.hashes[line.seq] = String(decoding: hash, as: UTF8.self)
+                }
+            }
+            if case .beforeLine(let number) = stop, lineNumber + 1 >= number, failure != nil {
+                // The stop is the line where the checks stopped.
+                scan.stoppedEarly = true
+                return true
             }
             if let failure {
                 lineNumber += 1

@@ -11,6 +11,9 @@ public struct JournalStatistics: Sendable, Hashable {
     public var lastSeq: Int64
     /// The journal file's size with every durable line.
     public var fileSize: Int64
+    /// The last durable line's `hash`: with `lastSeq`, the head an auditor
+    /// writes down for `journal verify --expect`.
+    public var lastHash: String = JournalCodec.zeroHash
 }
 
 /// One batch the writer made durable: what it held and what it cost.
@@ -99,7 +102,9 @@ public final class JournalWriter: Sendable {
     init(storage: any JournalStorage, lastSeq: Int64, lastHash: [UInt8], fileSize: Int64, threaded: Bool) {
         self.storage = storage
         self.threaded = threaded
-        let statistics = JournalStatistics(syncs: 0, eventsSynced: 0, lastSeq: lastSeq, fileSize: fileSize)
+        let statistics = JournalStatistics(
+            syncs: 0, eventsSynced: 0, lastSeq: lastSeq, fileSize: fileSize,
+            lastHash: String(decoding: lastHash, as: UTF8.self))
         state = Mutex(State(appendedSeq: lastSeq, durableSeq: lastSeq, statistics: statistics))
         durable = Atomic(lastSeq)
         chain = Mutex(ChainEnd(hash: lastHash))
@@ -234,7 +239,8 @@ public final class JournalWriter: Sendable {
             finish()
             return .exited
         case let .write(events):
-            let written = chain.withLock { chain -> Result<(bytes: Int, nanoseconds: Int64), JournalError> in
+            let written = chain.withLock {
+                chain -> Result<(bytes: Int, nanoseconds: Int64, hash: [UInt8]), JournalError> in
                 chain.bytes.removeAll(keepingCapacity: true)
                 for event in events { JournalEncoder.appendLine(event, chainHash: &chain.hash, to: &chain.bytes) }
                 do {
@@ -242,21 +248,23 @@ public final class JournalWriter: Sendable {
                     try storage.append(chain.bytes)
                     try storage.sync()
                     let took = Int64(clamping: DispatchTime.now().uptimeNanoseconds &- started)
-                    return .success((chain.bytes.count, took))
+                    return .success((chain.bytes.count, took, chain.hash))
                 } catch {
                     return .failure(error as? JournalError ?? .io("\(error)"))
                 }
             }
             switch written {
             case let .success(written):
-                complete(JournalBatch(events: events, bytes: written.bytes, syncNanoseconds: written.nanoseconds))
+                complete(
+                    JournalBatch(events: events, bytes: written.bytes, syncNanoseconds: written.nanoseconds),
+                    lastHash: written.hash)
             case let .failure(error): fail(error)
             }
             return .wrote
         }
     }
 
-    private func complete(_ batch: JournalBatch) {
+    private func complete(_ batch: JournalBatch, lastHash: [UInt8]) {
         let lastSeq = batch.events[batch.events.count - 1].seq
         let (ready, handler) = state.withLock { state in
             state.durableSeq = lastSeq
@@ -265,6 +273,7 @@ public final class JournalWriter: Sendable {
             state.statistics.eventsSynced += batch.events.count
             state.statistics.fileSize += Int64(batch.bytes)
             state.statistics.lastSeq = lastSeq
+            state.statistics.lastHash = String(decoding: lastHash, as: UTF8.self)
             var ready: [Waiter] = []
             state.waiters.removeAll { waiter in
                 guard waiter.seq <= lastSeq else { return false }

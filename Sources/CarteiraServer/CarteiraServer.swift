@@ -67,21 +67,31 @@ public final class CarteiraServer: Service {
                 "journal.path": "\(journal.journalPath)", "journal.events": "\(journal.ledger.eventCount)",
                 "ledger.machines": "\(journal.ledger.machines.count)",
                 "ledger.transfers": "\(journal.ledger.transfers.count)",
+                // The head: auditors write it down for `journal verify --expect`.
+                "journal.last_seq": "\(journal.ledger.lastSeq)", "journal.last_hash": "\(journal.lastHash)",
             ])
         return try await start(
             configuration: configuration, ledger: journal.ledger, writer: journal.writer,
-            journalPath: journal.journalPath, release: { journal.lock.release() }, replayTook: replayTook,
-            logger: logger, clock: clock, eventLoopGroup: eventLoopGroup)
+            journalPath: journal.journalPath, release: { journal.lock.release() },
+            abandon: {
+                if journal.genesisWritten {
+                    // It could not serve (the address is in use): leave no
+                    // new journal behind, only its genesis line was in it.
+                    unlink(journal.journalPath)
+                }
+            }, replayTook: replayTook, logger: logger, clock: clock, eventLoopGroup: eventLoopGroup)
     }
 
     /// Serves a ledger whose journal someone else opened and replayed (the
     /// PostgreSQL journal): `writer` appends after `ledger.lastSeq`, and
     /// `release` is called once the writer has stopped, or at once if the
-    /// start fails. `journalPath` is only shown (logs, console); `replayTook`
-    /// is what the replay cost (for the metrics).
+    /// start fails, after `abandon` (which undoes what opening did).
+    /// `journalPath` is only shown (logs, console); `replayTook` is what the
+    /// replay cost (for the metrics).
     public static func start(
         configuration: ServerConfiguration, ledger: Ledger, writer: JournalWriter, journalPath: String,
-        release: @escaping @Sendable () -> Void, replayTook: Duration = .zero, logger: Logger,
+        release: @escaping @Sendable () -> Void, abandon: @Sendable () -> Void = {}, replayTook: Duration = .zero,
+        logger: Logger,
         clock: @escaping @Sendable () -> Timestamp = systemClock,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> CarteiraServer {
@@ -134,6 +144,7 @@ public final class CarteiraServer: Service {
                 listener: listener, port: port, metricsListener: metricsListener, logger: logger)
         } catch {
             await writer.shutdown()
+            abandon()
             release()
             throw error
         }

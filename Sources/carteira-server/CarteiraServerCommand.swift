@@ -14,11 +14,22 @@ import UnixSignals
     import Darwin
 #endif
 
+/// `carteira-server --version`.
+let carteiraServerVersion = "carteira-server 1.1.0 (journal format 1, wire protocol 1)"
+
 @main
 struct CarteiraServerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "carteira-server",
         abstract: "The Carteira payment ledger server.",
+        discussion: """
+            With no subcommand it serves (`carteira-server serve --help` lists every serving option: \
+            --host, --port, --journal, --initial-balance, --key-ttl, --key-grace, --max-clients, \
+            --event-loops, --console/--no-console, --log-level). Exit status: 0 after a graceful stop; \
+            1 when it cannot start (journal damaged or locked, address in use) or the journal fails while \
+            serving; 64 for a bad option. `journal verify` exits 1 unless its verdict is ok.
+            """,
+        version: carteiraServerVersion,
         subcommands: [Serve.self, JournalCommand.self],
         defaultSubcommand: Serve.self
     )
@@ -133,12 +144,15 @@ struct Serve: AsyncParsableCommand {
             throw ExitCode(1)
         }
         let address = "\(host):\(server.port)"
-        printOut("carteira-server listening on \(address) (journal \(server.journalPath))")
-
         let onTerminal = ConsoleRunner.isTerminal(fd: STDIN_FILENO)
+        let consoleOn = self.console ?? onTerminal
+        // With a console, standard output carries only its commands' output
+        // (`printf 'machines --format json\n' | carteira-server --console | jq .`).
+        let listening = "carteira-server listening on \(address) (journal \(server.journalPath))"
+        if consoleOn { printError(listening) } else { printOut(listening) }
+
         let console =
-            (self.console ?? onTerminal)
-            ? ConsoleRunner(backend: ServerConsoleBackend(server: server), interactive: onTerminal) : nil
+            consoleOn ? ConsoleRunner(backend: ServerConsoleBackend(server: server), interactive: onTerminal) : nil
         if let console {
             if onTerminal {
                 // Log lines are printed through readline, above the prompt.

@@ -29,6 +29,7 @@ struct ServerConsoleBackend: ConsoleBackend {
         let journal = server.journalStatistics
         return ConsoleStatistics(
             journalPath: server.journalPath, journalSizeBytes: journal.fileSize, lastSeq: journal.lastSeq,
+            lastHash: journal.lastHash,
             syncs: Int64(journal.syncs), eventsSynced: Int64(journal.eventsSynced),
             requestsLastMinute: Int64(await server.requestsLastMinute()),
             uptimeSeconds: server.uptimeMilliseconds() / 1000, startedAt: server.startedAt)
@@ -38,13 +39,28 @@ struct ServerConsoleBackend: ConsoleBackend {
         await server.rotateKey(of: machine)
     }
 
-    func verifyJournal() async -> Result<String, JournalVerifyFailure> {
+    func ledger(at point: PointInTime) async -> Result<Ledger, JournalVerifyFailure> {
+        let directory = server.configuration.journalDirectory
+        // A replay of the journal's prefix: not on the shared task pool.
+        return await verifier.run {
+            do {
+                return .success(try JournalReplayAt.replay(directory: directory, at: point).ledger)
+            } catch {
+                return .failure(JournalVerifyFailure("\(error)"))
+            }
+        }
+    }
+
+    func verifyJournal() async -> Result<ConsoleReport, JournalVerifyFailure> {
         let directory = server.configuration.journalDirectory
         // Reading a large journal takes a while: not on the shared task pool.
         return await verifier.run {
             do {
-                let summary = try JournalVerifier.verify(directory: directory)
-                return .success(JournalReport.summary(summary, directory: directory))
+                let report = try JournalVerifier.report(directory: directory)
+                return .success(
+                    ConsoleReport(
+                        text: JournalRows.render(report, directory: directory, format: .table),
+                        rows: JournalRows.rows(report, directory: directory), passed: report.passed))
             } catch {
                 return .failure(JournalVerifyFailure("\(error)"))
             }

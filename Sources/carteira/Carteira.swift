@@ -156,7 +156,7 @@ struct Whoami: AsyncParsableCommand {
                 """,
             json: .object([
                 "machine": .string(me.machine.text), "key": .string(me.key.text),
-                "key_expires_ms": .int(me.keyExpires.milliseconds), "balance_cents": .int(me.balance.value),
+                "key_expires_at": .string(me.keyExpires.iso8601), "balance_cents": .int(me.balance.value),
             ]))
     }
 }
@@ -175,7 +175,7 @@ struct Balance: AsyncParsableCommand {
 private func printKey(_ info: KeyInfo, _ options: SharedOptions) {
     Output(json: options.json).emit(
         text: info.key.text,
-        json: .object(["key": .string(info.key.text), "key_expires_ms": .int(info.expires.milliseconds)]))
+        json: .object(["key": .string(info.key.text), "key_expires_at": .string(info.expires.iso8601)]))
 }
 
 struct Key: AsyncParsableCommand {
@@ -316,7 +316,7 @@ struct RequestPayment: AsyncParsableCommand {
                     ("code", .string(request.payload)), ("amount_cents", .int(amount.value)),
                     ("reference", .string(reference)),
                     ("machine", .string(me.machine.text)), ("key", .string(me.key.text)),
-                    ("key_expires_ms", .int(me.keyExpires.milliseconds)),
+                    ("key_expires_at", .string(me.keyExpires.iso8601)),
                 ]))
         } else {
             print(request.payload)
@@ -430,7 +430,7 @@ struct History: AsyncParsableCommand {
 
 func lineJSON(_ line: Statement.Line) -> JSON {
     .fields([
-        ("tx", .string(line.entry.tx.text)), ("time_ms", .int(line.entry.at.milliseconds)),
+        ("tx", .string(line.entry.tx.text)), ("transferred_at", .string(line.entry.at.iso8601)),
         ("direction", .string(line.received ? "received" : "sent")), ("counterparty", .string(line.counterparty.text)),
         ("from", .string(line.entry.from.text)), ("to", .string(line.entry.to.text)),
         ("amount_cents", .int(line.entry.amount.value)), ("change_cents", .int(line.change.value)),
@@ -510,7 +510,8 @@ func describeMissed(_ entry: HistoryEntry) -> String {
 func missedJSON(_ entry: HistoryEntry) -> JSON {
     .fields([
         ("event", .string("received")), ("tx", .string(entry.tx.text)), ("from", .string(entry.from.text)),
-        ("amount_cents", .int(entry.amount.value)), ("time_ms", .int(entry.at.milliseconds)), ("missed", .bool(true)),
+        ("amount_cents", .int(entry.amount.value)), ("transferred_at", .string(entry.at.iso8601)),
+        ("missed", .bool(true)),
     ])
 }
 
@@ -522,6 +523,6 @@ func pushJSON(_ push: Push) -> JSON {
             "amount_cents": .int(amount.value), "balance_cents": .int(balance.value),
         ])
     case let .key(key, expires):
-        .object(["event": .string("key"), "key": .string(key.text), "key_expires_ms": .int(expires.milliseconds)])
+        .object(["event": .string("key"), "key": .string(key.text), "key_expires_at": .string(expires.iso8601)])
     }
 }

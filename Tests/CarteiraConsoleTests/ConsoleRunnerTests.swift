@@ -18,20 +18,26 @@ struct ConsoleRunnerTests {
         let backend = FakeBackend(ledger: try Fixture.ledger())
         let input = inputPipe("balance alpha\n\nbogus\nhistory --limit 1 --format csv")
         let output = Pipe()
+        let diagnostics = Pipe()
         let runner = ConsoleRunner(
             backend: backend, interactive: false, historyPath: nil, time: ConsoleTime.utc,
-            input: input.fileHandleForReading.fileDescriptor, output: output.fileHandleForWriting.fileDescriptor)
+            input: input.fileHandleForReading.fileDescriptor, output: output.fileHandleForWriting.fileDescriptor,
+            diagnostics: diagnostics.fileHandleForWriting.fileDescriptor)
+        runner.printAbove("a log line")
         #expect(await runner.run() == .endOfInput)
         try output.fileHandleForWriting.close()
+        try diagnostics.fileHandleForWriting.close()
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(
             text == """
                 alpha: R$ 88,16
-                unknown command bogus; type help for the commands
                 tx,time,from,to,amount_cents
                 T000000000005,2026-11-26T19:00:05.000Z,beta,alpha,50
 
                 """)
+        // Errors and printed lines go apart, so standard output parses.
+        let other = String(decoding: diagnostics.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(other == "a log line\nunknown command bogus; type help (or \\?) for the commands\n")
         #expect(await backend.shutdowns == 0)
     }
 
@@ -40,12 +46,18 @@ struct ConsoleRunnerTests {
         let backend = FakeBackend(ledger: try Fixture.ledger())
         let input = inputPipe("quit\nrotate alpha\n", close: false)
         let output = Pipe()
+        let diagnostics = Pipe()
         let runner = ConsoleRunner(
             backend: backend, interactive: false, historyPath: nil, time: ConsoleTime.utc,
-            input: input.fileHandleForReading.fileDescriptor, output: output.fileHandleForWriting.fileDescriptor)
+            input: input.fileHandleForReading.fileDescriptor, output: output.fileHandleForWriting.fileDescriptor,
+            diagnostics: diagnostics.fileHandleForWriting.fileDescriptor)
         #expect(await runner.run() == .shutdown)
         try output.fileHandleForWriting.close()
-        #expect(String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) == "shutting down\n")
+        try diagnostics.fileHandleForWriting.close()
+        #expect(output.fileHandleForReading.readDataToEndOfFile().isEmpty)
+        #expect(
+            String(decoding: diagnostics.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                == "shutting down\n")
         #expect(await backend.shutdowns == 1)
         #expect(await backend.rotations.isEmpty)
     }

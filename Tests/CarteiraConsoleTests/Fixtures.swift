@@ -12,6 +12,7 @@ enum Fixture {
     static let alpha = MachineName("alpha")!
     static let beta = MachineName("beta")!
     static let gamma = MachineName("gamma")!
+    static let headHash = String(repeating: "ab", count: 32)
 
     /// 2026-11-26 19:00:00 UTC plus `seconds`.
     static func at(_ seconds: Int64) -> Timestamp {
@@ -19,6 +20,12 @@ enum Fixture {
     }
 
     static func ledger() throws -> Ledger {
+        var ledger = Ledger()
+        for event in events() { try ledger.apply(event) }
+        return ledger
+    }
+
+    static func events() -> [Event] {
         let digest = TokenDigest(String(repeating: "a", count: 64))!
         func register(_ seq: Int64, _ name: MachineName, _ key: PaymentKey) -> Event {
             Event(
@@ -28,7 +35,9 @@ enum Fixture {
                         machine: name, key: key, expires: at(seq + 180), tokenDigest: digest,
                         balance: Centavos(10_000))))
         }
-        func transfer(_ seq: Int64, _ from: MachineName, _ to: MachineName, _ key: PaymentKey, _ cents: Int64, _ id: String?)
+        func transfer(
+            _ seq: Int64, _ from: MachineName, _ to: MachineName, _ key: PaymentKey, _ cents: Int64, _ id: String?
+        )
             -> Event
         {
             Event(
@@ -38,18 +47,14 @@ enum Fixture {
                         tx: TxID(seq: seq), from: from, to: to, key: key, amount: Centavos(cents),
                         requestID: id.flatMap { RequestID($0) })))
         }
-        var ledger = Ledger()
-        for event in [
+        return [
             Event(seq: 0, at: at(0), kind: .genesis),
             register(1, alpha, alphaKey),
             register(2, beta, betaKey),
             register(3, gamma, gammaKey),
             transfer(4, alpha, beta, betaKey, 1234, "pay-1"),
             transfer(5, beta, alpha, alphaKey, 50, nil),
-        ] {
-            try ledger.apply(event)
-        }
-        return ledger
+        ]
     }
 }
 
@@ -58,7 +63,12 @@ actor FakeBackend: ConsoleBackend {
     private let state: Ledger
     private(set) var rotations: [MachineName] = []
     private(set) var shutdowns = 0
-    var verifyResult: Result<String, JournalVerifyFailure> = .success("journal ok: 6 events, 3 machines")
+    var verifyResult: Result<ConsoleReport, JournalVerifyFailure> = .success(
+        ConsoleReport(
+            text: "journal ok: 6 events, 3 machines",
+            rows: Rows(
+                fields: [Field("events", "events"), Field("verdict", "verdict")], rows: [[.integer(6), .text("ok")]]),
+            passed: true))
 
     init(ledger: Ledger) {
         self.state = ledger
@@ -71,13 +81,15 @@ actor FakeBackend: ConsoleBackend {
             ConsoleSession(
                 remoteAddress: "127.0.0.1:50001", machine: Fixture.alpha, connectedAt: Fixture.at(10),
                 requestsServed: 12),
-            ConsoleSession(remoteAddress: "127.0.0.1:50002", machine: nil, connectedAt: Fixture.at(20), requestsServed: 0),
+            ConsoleSession(
+                remoteAddress: "127.0.0.1:50002", machine: nil, connectedAt: Fixture.at(20), requestsServed: 0),
         ]
     }
 
     func statistics() async -> ConsoleStatistics {
         ConsoleStatistics(
-            journalPath: "/var/lib/carteira/journal.log", journalSizeBytes: 2048, lastSeq: 5, syncs: 4,
+            journalPath: "/var/lib/carteira/journal.log", journalSizeBytes: 2048, lastSeq: 5,
+            lastHash: Fixture.headHash, syncs: 4,
             eventsSynced: 6, requestsLastMinute: 90, uptimeSeconds: 3725, startedAt: Fixture.at(-3725))
     }
 
@@ -89,9 +101,27 @@ actor FakeBackend: ConsoleBackend {
         return .success((Fixture.rotatedKey, Fixture.at(600)))
     }
 
-    func verifyJournal() async -> Result<String, JournalVerifyFailure> { verifyResult }
+    func verifyJournal() async -> Result<ConsoleReport, JournalVerifyFailure> { verifyResult }
 
-    func setVerifyResult(_ result: Result<String, JournalVerifyFailure>) { verifyResult = result }
+    func setVerifyResult(_ result: Result<ConsoleReport, JournalVerifyFailure>) { verifyResult = result }
+
+    /// The fixture's events up to the point, applied to a new ledger (as the
+    /// server replays the journal's prefix).
+    func ledger(at point: PointInTime) async -> Result<Ledger, JournalVerifyFailure> {
+        var ledger = Ledger()
+        for event in Fixture.events() {
+            switch point {
+            case let .seq(seq) where event.seq > seq: return .success(ledger)
+            case let .time(time) where event.at > time: return .success(ledger)
+            default: break
+            }
+            do { try ledger.apply(event) } catch { return .failure(JournalVerifyFailure("\(error)")) }
+        }
+        if case let .seq(seq) = point, seq > ledger.lastSeq {
+            return .failure(JournalVerifyFailure("the journal ends at seq \(ledger.lastSeq), before seq \(seq)"))
+        }
+        return .success(ledger)
+    }
 
     func shutdown() async { shutdowns += 1 }
 }

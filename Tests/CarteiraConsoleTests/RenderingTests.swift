@@ -22,7 +22,9 @@ struct RenderingTests {
     @Test("CSV quotes fields with commas, quotes and line breaks; JSON escapes strings so they parse back")
     func escaping() throws {
         let tricky = "a,\"b\"\n\\c\t\u{01}é"
-        let rows = Rows(fields: [Field("text", "text"), Field("amount", "amount_cents")], rows: [[.text(tricky), .money(Centavos(-5))]])
+        let rows = Rows(
+            fields: [Field("text", "text"), Field("amount", "amount_cents")],
+            rows: [[.text(tricky), .money(Centavos(-5))]])
         #expect(rows.renderCSV() == "text,amount_cents\n\"a,\"\"b\"\"\n\\c\t\u{01}é\",-5")
         let objects = try parseJSONArray(rows.renderJSON())
         #expect(objects[0]["text"] as? String == tricky)
@@ -51,19 +53,28 @@ struct RenderingTests {
         let machines = [Fixture.alpha, Fixture.beta]
         let keys = [Fixture.alphaKey, Fixture.betaKey]
         func candidates(_ before: String, _ word: String) -> [String] {
-            ConsoleCompletion.candidates(lineBeforeWord: before, word: word, machines: machines, keys: keys)
+            ConsoleCompletion.candidates(
+                lineBeforeWord: before, word: word, machines: machines, keys: keys,
+                transfers: ["T000000000005", "T000000000004"])
         }
         #expect(candidates("", "mach") == ["machines", "machine"])
-        #expect(candidates("", "s") == ["sessions", "stats", "shutdown"])
+        #expect(candidates("", "s") == ["statement", "sessions", "stats", "shutdown"])
+        #expect(candidates("", "ex") == ["exit"])
         #expect(candidates("machine ", "") == ["alpha", "beta"])
         #expect(candidates("rotate ", "b") == ["beta"])
         #expect(candidates("balance ", "2222") == [Fixture.betaKey.text])
-        #expect(candidates("history alpha ", "--") == ["--format", "--limit"])
+        #expect(candidates("history alpha ", "--") == ["--format", "--from", "--to", "--since", "--until", "--limit"])
+        #expect(candidates("history --from ", "b") == ["beta"])
+        #expect(candidates("machines ", "--format=j") == ["--format=json"])
+        #expect(candidates("machines --sort ", "") == ["name", "balance", "last"])
+        #expect(candidates("tx ", "T0") == ["T000000000005", "T000000000004"])
+        #expect(candidates("\\x ", "a") == ["auto"])
         #expect(candidates("history --limit 5 ", "a") == ["alpha"])
         #expect(candidates("history alpha ", "a") == [])
         #expect(candidates("machines --format ", "j") == ["json"])
         #expect(candidates("help ", "ve") == ["verify"])
         #expect(candidates("frobnicate ", "") == [])
-        #expect(candidates("verify ", "--") == [])
+        #expect(candidates("verify ", "--") == ["--format"])
+        #expect(candidates("rotate ", "--") == [])
     }
 }

@@ -38,7 +38,7 @@ struct JournalCommandTests {
         let table = try await run(["replay", journal])
         #expect(table.status == 0)
         let lines = table.output.split(separator: "\n")
-        #expect(lines.first?.hasPrefix("MACHINE") == true)
+        #expect(lines.first?.hasPrefix("machine") == true)
         #expect(lines.contains { $0.hasPrefix("alice") && $0.contains("R$ 87,66") })
         #expect(lines.contains { $0.hasPrefix("bob") && $0.contains("R$ 112,34") })
 
@@ -49,6 +49,22 @@ struct JournalCommandTests {
             balances[try #require(row["machine"] as? String)] = row["balance_cents"] as? Int
         }
         #expect(balances == ["alice": 8766, "bob": 11234])
+    }
+
+    @Test("The awk example in docs/journal.md prints every transfer's amount (regression: it printed req)")
+    func awkExampleInDocs() async throws {
+        let (directory, _) = try await makeJournal()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let docs = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("docs/journal.md")
+        let text = try String(contentsOf: docs, encoding: .utf8)
+        let command = try #require(text.split(separator: "\n").first { $0.hasPrefix("awk ") })
+        let awk = try ChildProcess("/bin/sh", ["-c", String(command)], directory: directory)
+        awk.closeInput()
+        #expect(await awk.exitStatus() == 0)
+        _ = await eventually(within: 2) { awk.output.isClosed }
+        // makeJournal's one transfer is R$ 12,34, sent with no request id.
+        #expect(awk.output.text == "1234\n", "\(awk.errors.text)")
     }
 
     @Test("A changed byte is refused with its line number by verify, and by the server at start-up")
@@ -104,6 +120,20 @@ struct JournalCommandTests {
         #expect(peer.request("PING") == "OK|PONG")
         #expect(await server.stop() == 0)
         #expect(try await run(["verify", journal]).status == 0)
+    }
+
+    @Test("A server that cannot bind leaves no new journal; a clean exit leaves a LOCK naming no process")
+    func bindFailureAndStaleLock() async throws {
+        let (directory, journal) = try await makeJournal()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        #expect(try String(contentsOfFile: journal + "/LOCK", encoding: .utf8).isEmpty)
+        let server = try await ServerProcess(journal: journal)
+        let fresh = directory + "/fresh"
+        let second = try ChildProcess(
+            "carteira-server", ["--port", String(server.port), "--journal", fresh, "--no-console"])
+        #expect(await second.exitStatus() == 1)
+        #expect(!FileManager.default.fileExists(atPath: fresh + "/ledger.journal"))
+        #expect(await server.stop() == 0)
     }
 
     @Test("repair refuses while a server holds the journal; verify passes a live journal")

@@ -104,9 +104,12 @@ final class ServerProcess: Sendable {
 
     init(journal: String, port: Int = 0, extra: [String] = ["--no-console"]) async throws {
         child = try ChildProcess("carteira-server", ["--port", String(port), "--journal", journal] + extra)
-        let started = await child.waitForOutput { $0.contains("listening on") }
+        // With --console the line is on standard error (stdout is the console's).
+        let started = await eventually(within: 20) { [child] in
+            child.output.text.contains("listening on") || child.errors.text.contains("listening on")
+        }
         try #require(started, "server did not start: \(child.errors.text)")
-        let text = child.output.text
+        let text = child.output.text + "\n" + child.errors.text
         let portText = try #require(
             text.split(separator: "\n").first { $0.contains("listening on") }?
                 .split(separator: ":").dropFirst().first?.split(separator: " ").first)

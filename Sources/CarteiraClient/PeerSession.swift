@@ -81,6 +81,8 @@ public actor PeerSession {
         public var maximumBackoff: Duration = .seconds(5)
         /// How many times a request whose answer was lost is sent again.
         public var maximumRetries = 5
+        /// Speak TLS and check the server's certificate (`--tls`).
+        public var tls: ClientTLS?
 
         public init(
             server: ServerAddress, machine: MachineName, tokens: TokenStore, mayRegister: Bool, connectTimeout: Duration
@@ -192,8 +194,10 @@ public actor PeerSession {
         let connection: CarteiraConnection
         do {
             connection = try await CarteiraConnection.connect(
-                to: configuration.server, timeout: configuration.connectTimeout)
+                to: configuration.server, timeout: configuration.connectTimeout, tls: configuration.tls)
         } catch {
+            // A certificate that fails the check will fail it again.
+            if case .tlsFailed = error { return .fatal(error) }
             return .couldNotConnect(error)
         }
         return await withTaskCancellationHandler {

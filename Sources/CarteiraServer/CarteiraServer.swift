@@ -4,6 +4,7 @@ import CarteiraProtocol
 public import Logging
 public import NIOCore
 public import NIOPosix
+import NIOSSL
 public import ServiceLifecycle
 import Synchronization
 
@@ -44,6 +45,8 @@ public final class CarteiraServer: Service {
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         storage: ((String) throws -> any JournalStorage)? = nil
     ) async throws -> CarteiraServer {
+        if let refusal = configuration.plaintextRefusal { throw ServerStartFailure(refusal) }
+        let tlsContext = try configuration.tls?.makeContext()
         let journal = try Journal.open(
             directory: configuration.journalDirectory, policy: configuration.keyPolicy, now: clock(),
             storage: storage)
@@ -74,8 +77,21 @@ public final class CarteiraServer: Service {
             if let seq = service.rotateExpiredKeys() {
                 try await journal.writer.waitDurable(through: seq)
             }
+            let acceptLogger = logger
             let listener = try await ServerBootstrap(group: eventLoopGroup)
                 .serverChannelOption(.backlog, value: 256)
+                // Out of file descriptors, accept fails at once and the
+                // listener stays readable: without a pause before the next
+                // accept the loop would spin. New connections wait in the
+                // backlog meanwhile (SwiftNIO adds this handler only for its
+                // async bind).
+                .serverChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandlers(
+                            AcceptBackoffHandler(backoffProvider: acceptBackoff),
+                            AcceptFailureLogger(logger: acceptLogger))
+                    }
+                }
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.allowRemoteHalfClosure, value: true)
@@ -87,6 +103,11 @@ public final class CarteiraServer: Service {
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let release = core.release(for: channel.eventLoop)
+                        if let tlsContext {
+                            // TLS only: a plaintext peer is told so and closed.
+                            try channel.pipeline.syncOperations.addHandlers(
+                                PlaintextOnTLSPortGuard(), NIOSSLServerHandler(context: tlsContext))
+                        }
                         try channel.pipeline.syncOperations.addHandler(ConnectionHandler(core: core, release: release))
                     }
                 }
@@ -127,7 +148,12 @@ public final class CarteiraServer: Service {
     /// group, or a journal failure (then it throws: the process must exit
     /// non-zero).
     public func run() async throws {
-        logger.info("Listening", metadata: ["server.host": "\(configuration.host)", "server.port": "\(port)"])
+        logger.info(
+            "Listening",
+            metadata: [
+                "server.host": "\(configuration.host)", "server.port": "\(port)",
+                "server.tls": "\(configuration.tls == nil ? "off" : "on")",
+            ])
         // However the listener ends, the rest stops too.
         let core = core
         listener.closeFuture.whenComplete { _ in core.stopRequests.yield() }
@@ -226,6 +252,19 @@ public final class CarteiraServer: Service {
 
     public func sessionSummaries() -> [SessionSummary] { core.ledger.sessionSummaries() }
 
+    /// Who the rate limits refuse now, for the console's `stats`.
+    public func rateLimitSummary() -> RateLimitSummary {
+        let now = core.clock()
+        let limits = core.ledger.rateLimits
+        let addresses = limits.addresses.limited(now: now)
+        let machines = limits.machines.limited(now: now)
+        let connections = core.ledger.sessionSummaries().count { $0.rateLimited == "connection" }
+        return RateLimitSummary(
+            refusals: limits.refusals, limitedConnections: connections, limitedAddresses: addresses.keys.sorted(),
+            limitedMachines: machines.keys.map(\.text).sorted(),
+            bucketsHeld: addresses.tracked + machines.tracked)
+    }
+
     public var journalStatistics: JournalStatistics { core.writer.statistics() }
 
     /// Requests answered in the last 60 seconds.
@@ -240,4 +279,54 @@ public final class CarteiraServer: Service {
 
     /// Connections bound to a machine.
     public var openSessionCount: Int { core.ledger.openSessionCount }
+}
+
+/// Who the rate limits refuse now (docs/protocol.md, Limits).
+public struct RateLimitSummary: Sendable, Hashable {
+    /// Requests answered `rate_limited` since the start.
+    public var refusals: Int64
+    /// Connections whose own bucket is empty.
+    public var limitedConnections: Int
+    public var limitedAddresses: [String]
+    public var limitedMachines: [String]
+    /// Address and machine buckets held in memory (refilled ones are dropped).
+    public var bucketsHeld: Int
+}
+
+/// How long to stop accepting after `accept` failed: a resource running
+/// out (descriptors, buffers, memory) frees up only as connections close, so
+/// 100 ms; a connection the peer aborted before it was accepted is no reason
+/// to wait.
+@Sendable func acceptBackoff(_ error: IOError) -> TimeAmount? {
+    switch error.errnoCode {
+    case ECONNABORTED, EINTR: nil
+    default: .milliseconds(100)
+    }
+}
+
+/// Logs failed accepts, at most once every 10 seconds, with how many failed.
+final class AcceptFailureLogger: ChannelInboundHandler {
+    typealias InboundIn = any Channel
+    typealias InboundOut = any Channel
+
+    private let logger: Logger
+    private var failures = 0
+    private var lastLog: NIODeadline?
+
+    init(logger: Logger) {
+        self.logger = logger
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        failures += 1
+        let now = NIODeadline.now()
+        if let lastLog, now - lastLog < .seconds(10) { return }
+        lastLog = now
+        let reason =
+            (error as? IOError).map { String(cString: strerror($0.errnoCode)).lowercased() } ?? "an unknown error"
+        logger.warning(
+            "Cannot accept new connections (\(reason)); they wait until connections close",
+            metadata: ["accept.failures": "\(failures)"])
+        failures = 0
+    }
 }

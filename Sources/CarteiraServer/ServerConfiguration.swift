@@ -24,6 +24,10 @@ public struct ServerConfiguration: Sendable {
     public var outputLowWaterMarkBytes: Int
     /// How long graceful shutdown waits for connections to drain.
     public var shutdownGraceSeconds: Int64
+    /// When set, the port speaks TLS only (`--tls-cert`, `--tls-key`).
+    public var tls: ServerTLS? = nil
+    /// Serve plaintext on a non-loopback address (`--insecure-plaintext`).
+    public var insecurePlaintext = false
 
     public init(
         host: String = "127.0.0.1",
@@ -51,6 +55,15 @@ public struct ServerConfiguration: Sendable {
         self.outputHighWaterMarkBytes = outputHighWaterMarkBytes
         self.outputLowWaterMarkBytes = outputLowWaterMarkBytes
         self.shutdownGraceSeconds = shutdownGraceSeconds
+    }
+
+    /// Why this configuration must not start: plaintext on an address other
+    /// machines can reach sends every token in the clear.
+    public var plaintextRefusal: String? {
+        guard tls == nil, !insecurePlaintext, !isLoopbackHost(host) else { return nil }
+        return "refusing to listen on \(host) without TLS: tokens would cross the network in plain text. "
+            + "Give --tls-cert FILE --tls-key FILE, listen on 127.0.0.1, "
+            + "or pass --insecure-plaintext if the network is trusted"
     }
 
     public var keyPolicy: KeyPolicy {

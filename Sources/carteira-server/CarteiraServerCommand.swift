@@ -58,6 +58,15 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
+    @Option(help: ArgumentHelp("Serve TLS only, with this PEM certificate (chain).", valueName: "file"))
+    var tlsCert: String?
+
+    @Option(help: ArgumentHelp("The PEM private key of --tls-cert.", valueName: "file"))
+    var tlsKey: String?
+
+    @Flag(help: "Allow plaintext on a non-loopback --host (tokens then cross the network in the clear).")
+    var insecurePlaintext = false
+
     func validate() throws {
         guard initialBalanceCentavos != nil else {
             throw ValidationError("--initial-balance must be an amount like 100, 50,25 or 0")
@@ -71,6 +80,9 @@ struct Serve: AsyncParsableCommand {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535") }
         guard maxClients > 0 else { throw ValidationError("--max-clients must be at least 1") }
         guard (1...256).contains(eventLoops) else { throw ValidationError("--event-loops must be 1 to 256") }
+        guard (tlsCert == nil) == (tlsKey == nil) else {
+            throw ValidationError("--tls-cert and --tls-key go together: give both, or neither")
+        }
     }
 
     /// A request amount, or zero written as one (`0`, `0,00`).
@@ -89,10 +101,14 @@ struct Serve: AsyncParsableCommand {
         let level = logLevel
         LoggingSystem.bootstrap { label in CarteiraLogHandler(label: label, logLevel: level) }
         let logger = Logger(label: "carteira-server")
-        let configuration = ServerConfiguration(
+        var configuration = ServerConfiguration(
             host: host, port: port, journalDirectory: journal,
             initialBalance: initialBalanceCentavos ?? Centavos(10_000),
             keyTTLSeconds: keyTTL, keyGraceSeconds: keyGrace, maximumConnections: maxClients)
+        if let tlsCert, let tlsKey {
+            configuration.tls = ServerTLS(certificatePath: tlsCert, keyPath: tlsKey)
+        }
+        configuration.insecurePlaintext = insecurePlaintext
         let server: CarteiraServer
         do {
             let loops = MultiThreadedEventLoopGroup(numberOfThreads: eventLoops)
@@ -102,7 +118,9 @@ struct Serve: AsyncParsableCommand {
             throw ExitCode(1)
         }
         let address = "\(host):\(server.port)"
-        printOut("carteira-server listening on \(address) (journal \(server.journalPath))")
+        printOut(
+            "carteira-server listening on \(address)\(configuration.tls == nil ? "" : " (TLS)") (journal \(server.journalPath))"
+        )
 
         let onTerminal = ConsoleRunner.isTerminal(fd: STDIN_FILENO)
         let console =

@@ -28,7 +28,9 @@ enum Fixture {
                         machine: name, key: key, expires: at(seq + 180), tokenDigest: digest,
                         balance: Centavos(10_000))))
         }
-        func transfer(_ seq: Int64, _ from: MachineName, _ to: MachineName, _ key: PaymentKey, _ cents: Int64, _ id: String?)
+        func transfer(
+            _ seq: Int64, _ from: MachineName, _ to: MachineName, _ key: PaymentKey, _ cents: Int64, _ id: String?
+        )
             -> Event
         {
             Event(
@@ -71,14 +73,23 @@ actor FakeBackend: ConsoleBackend {
             ConsoleSession(
                 remoteAddress: "127.0.0.1:50001", machine: Fixture.alpha, connectedAt: Fixture.at(10),
                 requestsServed: 12),
-            ConsoleSession(remoteAddress: "127.0.0.1:50002", machine: nil, connectedAt: Fixture.at(20), requestsServed: 0),
+            {
+                var scanner = ConsoleSession(
+                    remoteAddress: "127.0.0.1:50002", machine: nil, connectedAt: Fixture.at(20), requestsServed: 0)
+                scanner.rateLimited = "address"
+                return scanner
+            }(),
         ]
     }
 
     func statistics() async -> ConsoleStatistics {
-        ConsoleStatistics(
+        var statistics = ConsoleStatistics(
             journalPath: "/var/lib/carteira/journal.log", journalSizeBytes: 2048, lastSeq: 5, syncs: 4,
             eventsSynced: 6, requestsLastMinute: 90, uptimeSeconds: 3725, startedAt: Fixture.at(-3725))
+        statistics.rateLimitedRefusals = 7
+        statistics.limitedConnections = 1
+        statistics.limitedAddresses = ["127.0.0.1", "192.0.2.7"]
+        return statistics
     }
 
     func rotateKey(of machine: MachineName) async -> Result<(PaymentKey, Timestamp), Rejection> {

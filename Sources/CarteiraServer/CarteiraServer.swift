@@ -65,9 +65,15 @@ public final class CarteiraServer: Service {
                 "ledger.machines": "\(journal.ledger.machines.count)",
                 "ledger.transfers": "\(journal.ledger.transfers.count)",
             ])
+        let connectionLimit = descriptorBudget(requested: configuration.maximumConnections)
+        if connectionLimit < configuration.maximumConnections {
+            logger.warning(
+                "Serving at most \(connectionLimit) connections: that is what the open-file limit (ulimit -n) leaves",
+                metadata: ["server.max_clients": "\(configuration.maximumConnections)"])
+        }
         let service = LedgerService(
             ledger: journal.ledger, writer: journal.writer, initialBalance: configuration.initialBalance,
-            maximumConnections: configuration.maximumConnections, clock: clock)
+            maximumConnections: connectionLimit, clock: clock)
         let core = ServerCore(
             ledger: service, writer: journal.writer, clock: clock, logger: logger,
             maximumQueuedAnswers: configuration.maximumQueuedAnswersPerConnection,
@@ -80,16 +86,13 @@ public final class CarteiraServer: Service {
             let acceptLogger = logger
             let listener = try await ServerBootstrap(group: eventLoopGroup)
                 .serverChannelOption(.backlog, value: 256)
-                // Out of file descriptors, accept fails at once and the
-                // listener stays readable: without a pause before the next
-                // accept the loop would spin. New connections wait in the
-                // backlog meanwhile (SwiftNIO adds this handler only for its
-                // async bind).
+                // Connections are capped below the descriptor limit
+                // (`descriptorBudget`): out of descriptors, SwiftNIO's accept
+                // loop retries at once, even behind `AcceptBackoffHandler`.
+                // Should it happen anyway, it is logged.
                 .serverChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandlers(
-                            AcceptBackoffHandler(backoffProvider: acceptBackoff),
-                            AcceptFailureLogger(logger: acceptLogger))
+                        try channel.pipeline.syncOperations.addHandler(AcceptFailureLogger(logger: acceptLogger))
                     }
                 }
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -293,15 +296,41 @@ public struct RateLimitSummary: Sendable, Hashable {
     public var bucketsHeld: Int
 }
 
-/// How long to stop accepting after `accept` failed: a resource running
-/// out (descriptors, buffers, memory) frees up only as connections close, so
-/// 100 ms; a connection the peer aborted before it was accepted is no reason
-/// to wait.
-@Sendable func acceptBackoff(_ error: IOError) -> TimeAmount? {
-    switch error.errnoCode {
-    case ECONNABORTED, EINTR: nil
-    default: .milliseconds(100)
+/// How many connections the open-file limit leaves room for, at most
+/// `requested`. The soft limit is first raised to the hard one. What is
+/// open now (journal, lock, event loops) and a reserve (for connections
+/// being refused, the journal directory's sync, the console) are kept out,
+/// so connections never exhaust descriptors: past the budget a new
+/// connection is accepted, told `ERR|unavailable` and closed, instead of
+/// failing `accept` with EMFILE.
+func descriptorBudget(requested: Int) -> Int {
+    #if canImport(Glibc)
+        let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+    #else
+        let resource = RLIMIT_NOFILE
+    #endif
+    var limit = rlimit()
+    guard getrlimit(resource, &limit) == 0 else { return requested }
+    if limit.rlim_cur < limit.rlim_max {
+        var raised = limit
+        raised.rlim_cur = limit.rlim_max
+        if setrlimit(resource, &raised) == 0 { limit = raised }
     }
+    // RLIM_INFINITY is the largest value: anything this big is no limit.
+    guard limit.rlim_cur < rlim_t(Int32.max) else { return requested }
+    let total = Int(limit.rlim_cur)
+    let reserve = max(16, min(64, total / 8))
+    return max(1, min(requested, total - openDescriptorCount() - reserve))
+}
+
+/// Descriptors open in this process (Linux: /proc/self/fd; else an estimate).
+private func openDescriptorCount() -> Int {
+    guard let directory = opendir("/proc/self/fd") else { return 64 }
+    defer { closedir(directory) }
+    var count = 0
+    while readdir(directory) != nil { count += 1 }
+    // ".", ".." and the directory's own descriptor.
+    return max(0, count - 3)
 }
 
 /// Logs failed accepts, at most once every 10 seconds, with how many failed.

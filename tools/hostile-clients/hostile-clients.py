@@ -121,17 +121,20 @@ def percentile(values, fraction):
 
 
 async def open_idle(port, count):
+    """`count` connected sockets, 250 connects in flight at a time (more
+    overflow the listen backlog and wait for SYN retries)."""
+    loop = asyncio.get_running_loop()
     sockets = []
-    for _ in range(count):
+
+    async def one():
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
-        try:
-            sock.connect(("127.0.0.1", port))
-        except BlockingIOError:
-            pass
-        sockets.append(sock)
-        if len(sockets) % 500 == 0:
-            await asyncio.sleep(0)
+        await loop.sock_connect(sock, ("127.0.0.1", port))
+        return sock
+
+    while len(sockets) < count:
+        batch = min(250, count - len(sockets))
+        sockets.extend(await asyncio.gather(*(one() for _ in range(batch))))
     return sockets
 
 
@@ -179,15 +182,17 @@ async def hostile_phase(port, pid, idle_count, seconds, peers):
     idle = await open_idle(port, idle_count)
     stop = asyncio.Event()
     lorises = asyncio.create_task(slowloris(port, SLOWLORIS, stop))
-    piper = asyncio.create_task(pipeliner(port, stop, counters))
     # Wait until the server holds them all.
     deadline = time.monotonic() + 30
     held = 0
     while time.monotonic() < deadline:
         held = proc_status(pid)["fds"]
-        if held >= before["fds"] + idle_count + SLOWLORIS + 1:
+        if held >= before["fds"] + idle_count + SLOWLORIS:
             break
         await asyncio.sleep(0.1)
+    piper = asyncio.create_task(pipeliner(port, stop, counters))
+    await asyncio.sleep(0.5)
+    held = proc_status(pid)["fds"]
     cpu_start = cpu_seconds(pid)
     latencies, errors = await pay_for(peers, seconds)
     cpu = cpu_seconds(pid) - cpu_start

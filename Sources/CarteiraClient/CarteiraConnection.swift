@@ -62,37 +62,69 @@ public final class CarteiraConnection: Sendable {
         (outgoing, outgoingSink) = AsyncStream.makeStream(of: ByteBuffer.self)
     }
 
-    /// Opens a connection; one attempt, bounded by `timeout`.
+    /// Opens a connection; one attempt, bounded by `timeout`. With `tls` the
+    /// TLS handshake (and the server's certificate check) must also finish
+    /// within `timeout`, before anything is sent.
     public static func connect(
         to address: ServerAddress,
-        timeout: Duration
+        timeout: Duration,
+        tls: ClientTLS? = nil
     ) async throws(ClientError) -> CarteiraConnection {
         let milliseconds = max(
             1, timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let handshake: EventLoopPromise<Void>?
+        let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
         do {
-            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            let group = MultiThreadedEventLoopGroup.singleton
+            let promise = tls.map { _ in group.any().makePromise(of: Void.self) }
+            handshake = promise
+            channel = try await ClientBootstrap(group: group)
                 .connectTimeout(.milliseconds(milliseconds))
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .connect(host: address.host, port: address.port) { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let tls, let promise {
+                            try channel.pipeline.syncOperations.addHandlers(
+                                try tls.makeHandler(host: address.host), HandshakeWaiter(promise: promise))
+                        }
                         try channel.pipeline.syncOperations.addHandler(
                             ByteToMessageHandler(LineBasedFrameDecoder(), maximumBufferSize: maximumBufferBytes))
                         return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                     }
                 }
-            return CarteiraConnection(channel: channel, address: address)
         } catch {
             throw .cannotConnect(address, reason: describeConnectFailure(error, to: address, timeout: timeout))
         }
+        if let tls, let handshake {
+            let timer = channel.channel.eventLoop.scheduleTask(in: .milliseconds(milliseconds)) {
+                handshake.fail(HandshakeTimeout())
+            }
+            do {
+                try await handshake.futureResult.get()
+                timer.cancel()
+            } catch {
+                timer.cancel()
+                // Closes the socket and finishes the async channel's writer.
+                try? await channel.executeThenClose { _, _ in }
+                if error is HandshakeTimeout {
+                    throw .tlsFailed(
+                        reason: "no TLS handshake with \(address) within \(formatSeconds(timeout.seconds)): "
+                            + "is the server started with --tls-cert and --tls-key?")
+                }
+                throw .tlsFailed(reason: describeHandshakeFailure(error, to: address, tls: tls))
+            }
+        }
+        return CarteiraConnection(channel: channel, address: address)
     }
 
     /// Connects, runs `body` with the connection, then closes it.
     public static func withConnection<Result: Sendable>(
         to address: ServerAddress,
         timeout: Duration,
+        tls: ClientTLS? = nil,
         _ body: (CarteiraConnection) async throws -> Result
     ) async throws -> Result {
-        let connection = try await connect(to: address, timeout: timeout)
+        let connection = try await connect(to: address, timeout: timeout, tls: tls)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await connection.run() }
             defer { connection.close() }
@@ -278,6 +310,8 @@ public final class CarteiraConnection: Sendable {
         for pending in waiting { pending.continuation.resume(throwing: reason) }
     }
 }
+
+private struct HandshakeTimeout: Error {}
 
 /// A connection failure for people: never SwiftNIO's own description.
 func describeConnectFailure(_ error: any Error, to address: ServerAddress, timeout: Duration) -> String {

@@ -29,6 +29,9 @@ public enum ClientError: Error, Sendable, Hashable, CustomStringConvertible {
     /// A `SEND` that never left this machine: no connection was logged in
     /// before the deadline.
     case paymentNotSent(RequestID, because: String)
+    /// TLS could not be set up, or the server failed the check (`--tls`):
+    /// nothing was sent. `reason` is written for people. Not retried.
+    case tlsFailed(reason: String)
 
     /// The wire code of a refusal, when this client knows it.
     public var errorCode: ErrorCode? {
@@ -47,6 +50,7 @@ public enum ClientError: Error, Sendable, Hashable, CustomStringConvertible {
         case .staleToken: "stale_token"
         case .paymentOutcomeUnknown: "payment_outcome_unknown"
         case .paymentNotSent: "payment_not_sent"
+        case .tlsFailed: "tls_failed"
         }
     }
 
@@ -54,7 +58,8 @@ public enum ClientError: Error, Sendable, Hashable, CustomStringConvertible {
     /// rather than reached and refusing (exit status 1).
     public var isReachability: Bool {
         switch self {
-        case .cannotConnect, .connectionLost, .timedOut, .protocolViolation, .paymentOutcomeUnknown, .paymentNotSent:
+        case .cannotConnect, .connectionLost, .timedOut, .protocolViolation, .paymentOutcomeUnknown, .paymentNotSent,
+            .tlsFailed:
             true
         case .refused(let code, _): code == ErrorCode.unavailable.rawValue
         case .notRegistered, .staleToken: false
@@ -81,6 +86,7 @@ public enum ClientError: Error, Sendable, Hashable, CustomStringConvertible {
         case let .paymentOutcomeUnknown(id, because):
             "\(stop(because)) The payment may or may not have been made: run the same send again with "
                 + "--request-id \(id) to find out (it is never made twice)"
+        case let .tlsFailed(reason): reason
         case let .paymentNotSent(id, because):
             "\(stop(because)) Nothing was sent; it is safe to try again, "
                 + "and with --request-id \(id) it can never be paid twice"

@@ -92,6 +92,9 @@ public actor PeerSession {
         /// `server`, then `alternates`.
         public var addresses: [ServerAddress] { [server] + alternates.filter { $0 != server } }
 
+        /// Speak TLS and check the server's certificate (`--tls`).
+        public var tls: ClientTLS?
+
         public init(
             server: ServerAddress, machine: MachineName, tokens: TokenStore, mayRegister: Bool, connectTimeout: Duration
         ) {
@@ -217,8 +220,10 @@ public actor PeerSession {
         let connection: CarteiraConnection
         do {
             connection = try await CarteiraConnection.connect(
-                to: currentServer, timeout: configuration.connectTimeout)
+                to: currentServer, timeout: configuration.connectTimeout, tls: configuration.tls)
         } catch {
+            // A certificate that fails the check will fail it again.
+            if case .tlsFailed = error { return .fatal(error) }
             return .couldNotConnect(error)
         }
         return await withTaskCancellationHandler {

@@ -30,6 +30,9 @@ public struct ConsoleSession: Sendable, Hashable {
     public var machine: MachineName?
     public var connectedAt: Timestamp
     public var requestsServed: Int
+    /// Which rate-limit bucket refuses it now (`connection`, `address`,
+    /// `machine`), or `nil`.
+    public var rateLimited: String? = nil
 
     public init(remoteAddress: String, machine: MachineName?, connectedAt: Timestamp, requestsServed: Int) {
         self.remoteAddress = remoteAddress
@@ -54,6 +57,12 @@ public struct ConsoleStatistics: Sendable, Hashable {
     public var requestsLastMinute: Int64
     public var uptimeSeconds: Int64
     public var startedAt: Timestamp
+    /// Requests answered `rate_limited` since the start.
+    public var rateLimitedRefusals: Int64 = 0
+    /// Connections, addresses and machine names refused by the rate limits now.
+    public var limitedConnections = 0
+    public var limitedAddresses: [String] = []
+    public var limitedMachines: [String] = []
 
     public init(
         journalPath: String, journalSizeBytes: Int64, lastSeq: Int64, lastHash: String, syncs: Int64,

@@ -409,11 +409,13 @@ public struct ConsoleInterpreter: Sendable {
                 Field("remote address", "remote_address"), Field("machine", "machine"),
                 Field("connected since", "connected_at"),
                 Field("requests served", "requests_served", alignment: .right),
+                Field("rate limited", "rate_limited"),
             ],
             rows: await backend.sessions().map { session in
                 [
                     .text(session.remoteAddress), session.machine.map { .text($0.text) } ?? .missing,
                     .time(session.connectedAt), .integer(Int64(session.requestsServed)),
+                    session.rateLimited.map { .text($0) } ?? .missing,
                 ]
             })
         return format == .table ? table(rows) : rows.render(format, time: time)
@@ -432,6 +434,9 @@ public struct ConsoleInterpreter: Sendable {
                 Field("events per sync", "events_per_sync"), Field("requests last minute", "requests_last_minute"),
                 Field("requests per second", "requests_per_second"), Field("uptime", "uptime_seconds"),
                 Field("started at", "started_at"),
+                Field("rate-limited refusals", "rate_limited_refusals"),
+                Field("limited connections", "limited_connections"),
+                Field("limited addresses", "limited_addresses"), Field("limited machines", "limited_machines"),
             ],
             rows: [
                 [
@@ -440,7 +445,10 @@ public struct ConsoleInterpreter: Sendable {
                     .integer(stats.lastSeq), .text(stats.lastHash), .integer(stats.syncs), .integer(stats.eventsSynced),
                     .hundredths(eventsPerSync), .integer(stats.requestsLastMinute),
                     .hundredths(stats.requestsLastMinute * 100 / 60), .seconds(stats.uptimeSeconds),
-                    .time(stats.startedAt),
+                    .time(stats.startedAt), .integer(stats.rateLimitedRefusals),
+                    .integer(Int64(stats.limitedConnections)),
+                    stats.limitedAddresses.isEmpty ? .missing : .text(stats.limitedAddresses.joined(separator: " ")),
+                    stats.limitedMachines.isEmpty ? .missing : .text(stats.limitedMachines.joined(separator: " ")),
                 ]
             ])
         return format == .table ? rows.renderRecord(time: time) : rows.render(format, time: time)

@@ -4,6 +4,7 @@ import CarteiraProtocol
 public import Logging
 public import NIOCore
 public import NIOPosix
+import NIOSSL
 public import ServiceLifecycle
 import Synchronization
 
@@ -48,6 +49,10 @@ public final class CarteiraServer: Service {
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         storage: ((String) throws -> any JournalStorage)? = nil
     ) async throws -> CarteiraServer {
+        // Refused before the journal is touched: no new journal is left
+        // behind by a start that could never serve.
+        if let refusal = configuration.plaintextRefusal { throw ServerStartFailure(refusal) }
+        _ = try configuration.tls?.makeContext()
         let replayStarted = ContinuousClock.now
         let journal = try Journal.open(
             directory: configuration.journalDirectory, policy: configuration.keyPolicy, now: clock(),
@@ -97,21 +102,39 @@ public final class CarteiraServer: Service {
     ) async throws -> CarteiraServer {
         let metrics = configuration.metrics.map { _ in ServerMetrics() }
         metrics?.replayed(events: ledger.eventCount, took: replayTook, durableSeq: ledger.lastSeq)
+        let connectionLimit = descriptorBudget(requested: configuration.maximumConnections)
+        if connectionLimit < configuration.maximumConnections {
+            logger.warning(
+                "Serving at most \(connectionLimit) connections: that is what the open-file limit (ulimit -n) leaves",
+                metadata: ["server.max_clients": "\(configuration.maximumConnections)"])
+        }
         let service = LedgerService(
             ledger: ledger, writer: writer, initialBalance: configuration.initialBalance,
-            maximumConnections: configuration.maximumConnections, clock: clock)
+            maximumConnections: connectionLimit, clock: clock)
         let core = ServerCore(
             ledger: service, writer: writer, clock: clock, logger: logger,
             maximumQueuedAnswers: configuration.maximumQueuedAnswersPerConnection,
             stuckTimeoutSeconds: configuration.stuckConnectionTimeoutSeconds, metrics: metrics)
         var metricsListener: (any Channel)?
         do {
+            if let refusal = configuration.plaintextRefusal { throw ServerStartFailure(refusal) }
+            let tlsContext = try configuration.tls?.makeContext()
             // Keys that expired while the server was down are rotated first.
             if let seq = service.rotateExpiredKeys() {
                 try await writer.waitDurable(through: seq)
             }
+            let acceptLogger = logger
             let listener = try await ServerBootstrap(group: eventLoopGroup)
                 .serverChannelOption(.backlog, value: 256)
+                // Connections are capped below the descriptor limit
+                // (`descriptorBudget`): out of descriptors, SwiftNIO's accept
+                // loop retries at once, even behind `AcceptBackoffHandler`.
+                // Should it happen anyway, it is logged.
+                .serverChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(AcceptFailureLogger(logger: acceptLogger))
+                    }
+                }
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.allowRemoteHalfClosure, value: true)
@@ -123,6 +146,11 @@ public final class CarteiraServer: Service {
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let release = core.release(for: channel.eventLoop)
+                        if let tlsContext {
+                            // TLS only: a plaintext peer is told so and closed.
+                            try channel.pipeline.syncOperations.addHandlers(
+                                PlaintextOnTLSPortGuard(), NIOSSLServerHandler(context: tlsContext))
+                        }
                         try channel.pipeline.syncOperations.addHandler(ConnectionHandler(core: core, release: release))
                     }
                 }
@@ -175,7 +203,12 @@ public final class CarteiraServer: Service {
     /// group, or a journal failure (then it throws: the process must exit
     /// non-zero).
     public func run() async throws {
-        logger.info("Listening", metadata: ["server.host": "\(configuration.host)", "server.port": "\(port)"])
+        logger.info(
+            "Listening",
+            metadata: [
+                "server.host": "\(configuration.host)", "server.port": "\(port)",
+                "server.tls": "\(configuration.tls == nil ? "off" : "on")",
+            ])
         if let metricsPort, let address = configuration.metrics {
             logger.info(
                 "Serving metrics", metadata: ["metrics.url": "http://\(address.host):\(metricsPort)/metrics"])
@@ -279,6 +312,19 @@ public final class CarteiraServer: Service {
 
     public func sessionSummaries() -> [SessionSummary] { core.ledger.sessionSummaries() }
 
+    /// Who the rate limits refuse now, for the console's `stats`.
+    public func rateLimitSummary() -> RateLimitSummary {
+        let now = core.clock()
+        let limits = core.ledger.rateLimits
+        let addresses = limits.addresses.limited(now: now)
+        let machines = limits.machines.limited(now: now)
+        let connections = core.ledger.sessionSummaries().count { $0.rateLimited == "connection" }
+        return RateLimitSummary(
+            refusals: limits.refusals, limitedConnections: connections, limitedAddresses: addresses.keys.sorted(),
+            limitedMachines: machines.keys.map(\.text).sorted(),
+            bucketsHeld: addresses.tracked + machines.tracked)
+    }
+
     public var journalStatistics: JournalStatistics { core.writer.statistics() }
 
     /// Requests answered in the last 60 seconds.
@@ -293,4 +339,80 @@ public final class CarteiraServer: Service {
 
     /// Connections bound to a machine.
     public var openSessionCount: Int { core.ledger.openSessionCount }
+}
+
+/// Who the rate limits refuse now (docs/protocol.md, Limits).
+public struct RateLimitSummary: Sendable, Hashable {
+    /// Requests answered `rate_limited` since the start.
+    public var refusals: Int64
+    /// Connections whose own bucket is empty.
+    public var limitedConnections: Int
+    public var limitedAddresses: [String]
+    public var limitedMachines: [String]
+    /// Address and machine buckets held in memory (refilled ones are dropped).
+    public var bucketsHeld: Int
+}
+
+/// How many connections the open-file limit leaves room for, at most
+/// `requested`. The soft limit is first raised to the hard one. What is
+/// open now (journal, lock, event loops) and a reserve (for connections
+/// being refused, the journal directory's sync, the console) are kept out,
+/// so connections never exhaust descriptors: past the budget a new
+/// connection is accepted, told `ERR|unavailable` and closed, instead of
+/// failing `accept` with EMFILE.
+func descriptorBudget(requested: Int) -> Int {
+    #if canImport(Glibc)
+        let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+    #else
+        let resource = RLIMIT_NOFILE
+    #endif
+    var limit = rlimit()
+    guard getrlimit(resource, &limit) == 0 else { return requested }
+    if limit.rlim_cur < limit.rlim_max {
+        var raised = limit
+        raised.rlim_cur = limit.rlim_max
+        if setrlimit(resource, &raised) == 0 { limit = raised }
+    }
+    // RLIM_INFINITY is the largest value: anything this big is no limit.
+    guard limit.rlim_cur < rlim_t(Int32.max) else { return requested }
+    let total = Int(limit.rlim_cur)
+    let reserve = max(16, min(64, total / 8))
+    return max(1, min(requested, total - openDescriptorCount() - reserve))
+}
+
+/// Descriptors open in this process (Linux: /proc/self/fd; else an estimate).
+private func openDescriptorCount() -> Int {
+    guard let directory = opendir("/proc/self/fd") else { return 64 }
+    defer { closedir(directory) }
+    var count = 0
+    while readdir(directory) != nil { count += 1 }
+    // ".", ".." and the directory's own descriptor.
+    return max(0, count - 3)
+}
+
+/// Logs failed accepts, at most once every 10 seconds, with how many failed.
+final class AcceptFailureLogger: ChannelInboundHandler {
+    typealias InboundIn = any Channel
+    typealias InboundOut = any Channel
+
+    private let logger: Logger
+    private var failures = 0
+    private var lastLog: NIODeadline?
+
+    init(logger: Logger) {
+        self.logger = logger
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        failures += 1
+        let now = NIODeadline.now()
+        if let lastLog, now - lastLog < .seconds(10) { return }
+        lastLog = now
+        let reason =
+            (error as? IOError).map { String(cString: strerror($0.errnoCode)).lowercased() } ?? "an unknown error"
+        logger.warning(
+            "Cannot accept new connections (\(reason)); they wait until connections close",
+            metadata: ["accept.failures": "\(failures)"])
+        failures = 0
+    }
 }

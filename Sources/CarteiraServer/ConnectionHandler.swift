@@ -124,14 +124,18 @@ final class ConnectionHandler: ChannelDuplexHandler {
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
         let channel = context.channel
         let counter = counter
+        let rateLimitKey = RateLimits.addressKey(context.channel.remoteAddress)
         link = core.ledger.admit { id in
-            ConnectionLink(
+            var link = ConnectionLink(
                 id: id, remoteAddress: remote, connectedAt: now,
                 deliver: { item in bound.eventLoop.run { bound.value.enqueuePush(item) } },
                 finish: { bound.eventLoop.run { bound.value.finish() } },
                 close: { channel.close(promise: nil) },
                 requestsServed: { counter.value })
+            link.rateLimitKey = rateLimitKey
+            return link
         }
+        if let link { session.share(core.ledger.rateLimits, address: rateLimitKey, state: link.rateState) }
         if link == nil {
             core.metrics?.connectionRefused()
             core.logger.warning("Refused a connection: too many clients or stopping", metadata: ["peer": "\(remote)"])

@@ -10,6 +10,9 @@ public struct SessionSummary: Sendable, Hashable {
     public var machine: MachineName?
     public var connectedAt: Timestamp
     public var requestsServed: Int
+    /// Which bucket refuses its guarded requests now: `connection`,
+    /// `address` or `machine`; `nil` when none does.
+    public var rateLimited: String? = nil
 }
 
 extension ServingState {
@@ -69,6 +72,10 @@ public struct ConnectionLink: Sendable {
     public let close: @Sendable () -> Void
     /// Requests this connection has had answered.
     public let requestsServed: @Sendable () -> Int
+    /// The key its failures are charged under in `RateLimits.addresses`.
+    public var rateLimitKey = "unknown"
+    /// Whether its own bucket is empty.
+    public var rateState = ConnectionRateState()
 }
 
 /// The owner's answer to a `LedgerQuery`.
@@ -103,6 +110,8 @@ public final class LedgerService: Sendable {
     private let initialBalance: Centavos
     private let maximumConnections: Int
     public let startedAt: Timestamp
+    /// The rate-limit buckets shared by all connections.
+    public let rateLimits = RateLimits()
 
     init(
         ledger: Ledger, writer: JournalWriter, initialBalance: Centavos, maximumConnections: Int,
@@ -158,10 +167,19 @@ public final class LedgerService: Sendable {
 
     public func sessionSummaries() -> [SessionSummary] {
         let entries = state.withLock { state in state.connections.values.sorted { $0.link.id < $1.link.id } }
+        let now = clock()
         return entries.map { entry in
-            SessionSummary(
+            var limited: String?
+            if entry.link.rateState.isLimited(now: now) {
+                limited = "connection"
+            } else if rateLimits.addresses.isLimited(entry.link.rateLimitKey, now: now) {
+                limited = "address"
+            } else if let machine = entry.machine, rateLimits.machines.isLimited(machine, now: now) {
+                limited = "machine"
+            }
+            return SessionSummary(
                 id: entry.link.id, remoteAddress: entry.link.remoteAddress, machine: entry.machine,
-                connectedAt: entry.link.connectedAt, requestsServed: entry.link.requestsServed())
+                connectedAt: entry.link.connectedAt, requestsServed: entry.link.requestsServed(), rateLimited: limited)
         }
     }
 

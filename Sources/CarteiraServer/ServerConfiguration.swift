@@ -27,6 +27,10 @@ public struct ServerConfiguration: Sendable {
     /// Where `GET /metrics` is served (Prometheus text format); off when
     /// `nil`. Port 0 picks a free one (`CarteiraServer.metricsPort`).
     public var metrics: (host: String, port: Int)?
+    /// When set, the port speaks TLS only (`--tls-cert`, `--tls-key`).
+    public var tls: ServerTLS? = nil
+    /// Serve plaintext on a non-loopback address (`--insecure-plaintext`).
+    public var insecurePlaintext = false
 
     public init(
         host: String = "127.0.0.1",
@@ -56,6 +60,15 @@ public struct ServerConfiguration: Sendable {
         self.outputHighWaterMarkBytes = outputHighWaterMarkBytes
         self.outputLowWaterMarkBytes = outputLowWaterMarkBytes
         self.shutdownGraceSeconds = shutdownGraceSeconds
+    }
+
+    /// Why this configuration must not start: plaintext on an address other
+    /// machines can reach sends every token in the clear.
+    public var plaintextRefusal: String? {
+        guard tls == nil, !insecurePlaintext, !isLoopbackHost(host) else { return nil }
+        return "refusing to listen on \(host) without TLS: tokens would cross the network in plain text. "
+            + "Give --tls-cert FILE --tls-key FILE, listen on 127.0.0.1, "
+            + "or pass --insecure-plaintext if the network is trusted"
     }
 
     public var keyPolicy: KeyPolicy {

@@ -1,5 +1,7 @@
 public import CarteiraCore
 public import CarteiraProtocol
+public import NIOCore
+import Synchronization
 
 /// Whether the server takes changes.
 public enum ServingState: Sendable, Hashable {
@@ -58,9 +60,21 @@ public struct SessionMachine: Sendable {
     /// After `QUIT` or an over-long line nothing more is read.
     public private(set) var ended = false
     private var bucket: TokenBucket
+    /// The buckets shared with every other connection, this peer's key in
+    /// them, and where the console reads whether this connection is limited.
+    private var shared: (limits: RateLimits, address: String, state: ConnectionRateState)?
+    /// The machine of the `LOGIN` being asked, whose failure its bucket pays.
+    private var loggingIn: MachineName?
 
     public init(now: Timestamp, bucket: TokenBucket? = nil) {
         self.bucket = bucket ?? TokenBucket(now: now)
+    }
+
+    /// Charges this session's failures to the buckets of its remote address
+    /// (see `RateLimits.addressKey`) and of the machine names it fails to
+    /// log in as, besides its own.
+    public mutating func share(_ limits: RateLimits, address: String, state: ConnectionRateState) {
+        shared = (limits, address, state)
     }
 
     /// One parsed line (`nil` for an empty one).
@@ -90,13 +104,11 @@ public struct SessionMachine: Sendable {
         default: break
         }
         // The one rate-limit check (PROTOCOL.md, Limits): guarded commands
-        // are refused unread while the bucket is empty.
-        if request.isRateGuarded && bucket.isEmpty(now: now) {
-            return .answer(
-                .error(
-                    Rejection(.rateLimited, "too many failed key look-ups or logins on this connection; wait a little")
-                ))
+        // are refused unread while any bucket they are charged to is empty.
+        if request.isRateGuarded, let refusal = rateLimitRefusal(request, now: now) {
+            return .answer(.error(refusal))
         }
+        if case let .login(name, _) = query { loggingIn = name } else { loggingIn = nil }
         return .ask(query)
     }
 
@@ -111,9 +123,15 @@ public struct SessionMachine: Sendable {
     /// The owner's answer to `ask`: charges the bucket for a charged refusal
     /// and binds the session after `REGISTER` or `LOGIN`.
     public mutating func answered(_ response: Response, now: Timestamp) {
+        let login = loggingIn
+        loggingIn = nil
         switch response {
         case let .error(rejection) where rejection.code.isCharged:
             bucket.charge(now: now)
+            guard let shared else { return }
+            shared.limits.addresses.charge(shared.address, now: now)
+            if rejection.code == .badToken, let login { shared.limits.machines.charge(login, now: now) }
+            if let until = bucket.emptyUntil(now: now) { shared.state.limited(until: until) }
         case let .registered(machine, _, _, _), let .loggedIn(machine, _, _):
             self.machine = machine
         default:
@@ -123,6 +141,26 @@ public struct SessionMachine: Sendable {
 
     /// Tokens left in the bucket, for the console.
     public mutating func bucketRemaining(now: Timestamp) -> Int { bucket.remaining(now: now) }
+
+    /// The refusal of a guarded request while one of its buckets is empty:
+    /// this connection's, then its address's, then (for `LOGIN`) the
+    /// machine's.
+    private mutating func rateLimitRefusal(_ request: Request, now: Timestamp) -> Rejection? {
+        if bucket.isEmpty(now: now) {
+            shared?.limits.countConnectionRefusal()
+            return Rejection(.rateLimited, "too many failed key look-ups or logins on this connection; wait a little")
+        }
+        guard let shared else { return nil }
+        if shared.limits.addresses.isEmpty(shared.address, now: now) {
+            return Rejection(
+                .rateLimited,
+                "too many failed key look-ups or logins from your address (\(shared.address)); wait a little")
+        }
+        if case let .login(name, _) = request, shared.limits.machines.isEmpty(name, now: now) {
+            return Rejection(.rateLimited, "too many failed logins as \(name) from anywhere; wait a little")
+        }
+        return nil
+    }
 
     /// What to ask the owner; `nil` when the command needs a session and
     /// this one has no machine.
@@ -155,5 +193,82 @@ extension Request {
         case .login, .check, .send: true
         default: false
         }
+    }
+}
+
+/// The rate-limit buckets every connection shares (docs/protocol.md,
+/// Limits): failed key look-ups and logins are charged to the remote
+/// address's bucket, failed logins also to the machine name's, besides the
+/// connection's own. Reconnecting gets no fresh allowance, and guessing one
+/// machine's token from many addresses is as slow as from one.
+public final class RateLimits: Sendable {
+    /// Five connection buckets: a few honest peers behind one NAT address
+    /// may each make mistakes, a scanner that reconnects gains nothing.
+    public static let defaultAddressCapacity = 5 * TokenBucket.defaultCapacity
+    /// Two connection buckets: a machine's owner retrying from a second
+    /// place still gets in; guessing from many addresses gets no more.
+    public static let defaultMachineCapacity = 2 * TokenBucket.defaultCapacity
+
+    public let addresses: SharedBuckets<String>
+    public let machines: SharedBuckets<MachineName>
+    private let connectionRefusals = Atomic<Int64>(0)
+
+    public init(
+        addressCapacity: Int = RateLimits.defaultAddressCapacity,
+        machineCapacity: Int = RateLimits.defaultMachineCapacity,
+        refillMilliseconds: Int64 = TokenBucket.defaultRefillMilliseconds,
+        maximumKeys: Int = 65_536
+    ) {
+        addresses = SharedBuckets(
+            capacity: addressCapacity, refillMilliseconds: refillMilliseconds, maximumKeys: maximumKeys)
+        machines = SharedBuckets(
+            capacity: machineCapacity, refillMilliseconds: refillMilliseconds, maximumKeys: maximumKeys)
+    }
+
+    func countConnectionRefusal() {
+        connectionRefusals.wrappingAdd(1, ordering: .relaxed)
+    }
+
+    /// Requests answered `rate_limited`, whichever bucket was empty.
+    public var refusals: Int64 {
+        connectionRefusals.load(ordering: .relaxed) + addresses.refusalCount + machines.refusalCount
+    }
+
+    /// The key a peer's address is charged under: an IPv4 address as is
+    /// (also when it reaches a dual-stack listener as `::ffff:a.b.c.d`), an
+    /// IPv6 address by its /64, the block one subscriber is usually given.
+    public static func addressKey(_ address: SocketAddress?) -> String {
+        switch address {
+        case .v4:
+            return address?.ipAddress ?? "unknown"
+        case let .v6(v6):
+            let bytes = withUnsafeBytes(of: v6.address.sin6_addr) { Array($0) }
+            if bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xff, bytes[11] == 0xff {
+                return "\(bytes[12]).\(bytes[13]).\(bytes[14]).\(bytes[15])"
+            }
+            var groups: [String] = []
+            for index in stride(from: 0, to: 8, by: 2) {
+                groups.append(String(UInt16(bytes[index]) << 8 | UInt16(bytes[index + 1]), radix: 16))
+            }
+            return groups.joined(separator: ":") + "::/64"
+        case .unixDomainSocket, .none:
+            return "local"
+        }
+    }
+}
+
+/// Whether one connection's own bucket is empty, readable by the console
+/// from any thread.
+public final class ConnectionRateState: Sendable {
+    private let limitedUntil = Atomic<Int64>(0)
+
+    public init() {}
+
+    func limited(until: Timestamp) {
+        limitedUntil.store(until.milliseconds, ordering: .relaxed)
+    }
+
+    public func isLimited(now: Timestamp) -> Bool {
+        now.milliseconds < limitedUntil.load(ordering: .relaxed)
     }
 }

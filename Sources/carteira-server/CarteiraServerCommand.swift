@@ -80,6 +80,15 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
+    @Option(help: ArgumentHelp("Serve TLS only, with this PEM certificate (chain).", valueName: "file"))
+    var tlsCert: String?
+
+    @Option(help: ArgumentHelp("The PEM private key of --tls-cert.", valueName: "file"))
+    var tlsKey: String?
+
+    @Flag(help: "Allow plaintext on a non-loopback --host (tokens then cross the network in the clear).")
+    var insecurePlaintext = false
+
     func validate() throws {
         guard initialBalanceCentavos != nil else {
             throw ValidationError("--initial-balance must be an amount like 100, 50,25 or 0")
@@ -93,6 +102,9 @@ struct Serve: AsyncParsableCommand {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535") }
         guard maxClients > 0 else { throw ValidationError("--max-clients must be at least 1") }
         guard (1...256).contains(eventLoops) else { throw ValidationError("--event-loops must be 1 to 256") }
+        guard (tlsCert == nil) == (tlsKey == nil) else {
+            throw ValidationError("--tls-cert and --tls-key go together: give both, or neither")
+        }
         if let metrics, Self.hostAndPort(metrics) == nil {
             throw ValidationError("--metrics must be HOST:PORT, like 127.0.0.1:9470 or [::1]:9470")
         }
@@ -125,11 +137,15 @@ struct Serve: AsyncParsableCommand {
         let level = logLevel
         LoggingSystem.bootstrap { label in CarteiraLogHandler(label: label, logLevel: level) }
         let logger = Logger(label: "carteira-server")
-        let configuration = ServerConfiguration(
+        var configuration = ServerConfiguration(
             host: host, port: port, journalDirectory: journal,
             initialBalance: initialBalanceCentavos ?? Centavos(10_000),
             keyTTLSeconds: keyTTL, keyGraceSeconds: keyGrace, maximumConnections: maxClients,
             metrics: metrics.flatMap(Self.hostAndPort))
+        if let tlsCert, let tlsKey {
+            configuration.tls = ServerTLS(certificatePath: tlsCert, keyPath: tlsKey)
+        }
+        configuration.insecurePlaintext = insecurePlaintext
         if PostgresJournal.isURL(journal) {
             return try await PostgresJournal.serve(
                 url: journal, advertise: advertise, configuration: configuration, eventLoops: eventLoops, logger: logger
@@ -148,7 +164,8 @@ struct Serve: AsyncParsableCommand {
         let consoleOn = self.console ?? onTerminal
         // With a console, standard output carries only its commands' output
         // (`printf 'machines --format json\n' | carteira-server --console | jq .`).
-        let listening = "carteira-server listening on \(address) (journal \(server.journalPath))"
+        let listening =
+            "carteira-server listening on \(address)\(configuration.tls == nil ? "" : " (TLS)") (journal \(server.journalPath))"
         if consoleOn { printError(listening) } else { printOut(listening) }
 
         let console =

@@ -19,20 +19,28 @@ struct ServerConsoleBackend: ConsoleBackend {
 
     func sessions() async -> [ConsoleSession] {
         server.sessionSummaries().map { summary in
-            ConsoleSession(
+            var session = ConsoleSession(
                 remoteAddress: summary.remoteAddress, machine: summary.machine, connectedAt: summary.connectedAt,
                 requestsServed: summary.requestsServed)
+            session.rateLimited = summary.rateLimited
+            return session
         }
     }
 
     func statistics() async -> ConsoleStatistics {
         let journal = server.journalStatistics
-        return ConsoleStatistics(
+        var statistics = ConsoleStatistics(
             journalPath: server.journalPath, journalSizeBytes: journal.fileSize, lastSeq: journal.lastSeq,
             lastHash: journal.lastHash,
             syncs: Int64(journal.syncs), eventsSynced: Int64(journal.eventsSynced),
             requestsLastMinute: Int64(await server.requestsLastMinute()),
             uptimeSeconds: server.uptimeMilliseconds() / 1000, startedAt: server.startedAt)
+        let limits = server.rateLimitSummary()
+        statistics.rateLimitedRefusals = limits.refusals
+        statistics.limitedConnections = limits.limitedConnections
+        statistics.limitedAddresses = limits.limitedAddresses
+        statistics.limitedMachines = limits.limitedMachines
+        return statistics
     }
 
     func rotateKey(of machine: MachineName) async -> Result<(PaymentKey, Timestamp), Rejection> {

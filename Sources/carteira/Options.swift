@@ -26,6 +26,14 @@ struct SharedOptions: ParsableArguments {
     @Option(name: .customLong("timeout"), help: "Seconds to wait for each answer before giving up (exit 3).")
     var timeoutSeconds: Double = 10
 
+    @Flag(help: "Speak TLS and check the server's certificate (system trust, or --tls-ca).")
+    var tls = false
+
+    @Option(
+        name: .customLong("tls-ca"),
+        help: ArgumentHelp("Trust only the CA certificate(s) in this PEM file (implies --tls).", valueName: "file"))
+    var tlsCA: String?
+
     var environment: [String: String] { ProcessInfo.processInfo.environment }
 
     /// `--state-dir`, else `$CARTEIRA_HOME`, else `~/.carteira`.
@@ -41,6 +49,13 @@ struct SharedOptions: ParsableArguments {
         }
         guard timeoutSeconds > 0, timeoutSeconds <= 3600 else {
             throw ValidationError("--timeout must be more than 0 and at most 3600 seconds")
+        }
+        if tls || tlsCA != nil {
+            do {
+                _ = try ClientTLS(caFile: tlsCA)
+            } catch {
+                throw ValidationError(error.message)
+            }
         }
     }
 
@@ -89,6 +104,7 @@ struct SharedOptions: ParsableArguments {
         configuration.requestTimeout = .milliseconds(Int64(timeoutSeconds * 1000))
         configuration.catchUp = catchUp
         configuration.alternates = Array(try serverAddresses().dropFirst())
+        if tls || tlsCA != nil { configuration.tls = try ClientTLS(caFile: tlsCA) }
         return configuration
     }
 

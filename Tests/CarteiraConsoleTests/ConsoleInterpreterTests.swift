@@ -189,14 +189,16 @@ struct ConsoleInterpreterTests {
         let (console, _) = try makeInterpreter()
         #expect(
             await console.run("sessions").text == """
-                remote address   machine  connected since      requests served
-                ---------------  -------  -------------------  ---------------
-                127.0.0.1:50001  alpha    2026-11-26 19:00:10               12
-                127.0.0.1:50002  -        2026-11-26 19:00:20                0
+                remote address   machine  connected since      requests served  rate limited
+                ---------------  -------  -------------------  ---------------  ------------
+                127.0.0.1:50001  alpha    2026-11-26 19:00:10               12  -
+                127.0.0.1:50002  -        2026-11-26 19:00:20                0  address
                 (2 rows)
                 """)
         let objects = try parseJSONArray(await console.run("sessions --format json").text)
         #expect(objects[1]["machine"] is NSNull)
+        #expect(objects[0]["rate_limited"] is NSNull)
+        #expect(objects[1]["rate_limited"] as? String == "address")
         #expect(objects[0]["connected_at"] as? String == "2026-11-26T19:00:10.000Z")
     }
 
@@ -205,26 +207,32 @@ struct ConsoleInterpreterTests {
         let (console, _) = try makeInterpreter()
         #expect(
             await console.run("stats").text == """
-                machines              3
-                transfers             2
-                money in circulation  R$ 300,00
-                journal               /var/lib/carteira/journal.log
-                journal size (bytes)  2048
-                last seq              5
-                last hash             \(Fixture.headHash)
-                syncs                 4
-                events synced         6
-                events per sync       1.50
-                requests last minute  90
-                requests per second   1.50
-                uptime                1h 02m 05s
-                started at            2026-11-26 17:57:55
+                machines               3
+                transfers              2
+                money in circulation   R$ 300,00
+                journal                /var/lib/carteira/journal.log
+                journal size (bytes)   2048
+                last seq               5
+                last hash              \(Fixture.headHash)
+                syncs                  4
+                events synced          6
+                events per sync        1.50
+                requests last minute   90
+                requests per second    1.50
+                uptime                 1h 02m 05s
+                started at             2026-11-26 17:57:55
+                rate-limited refusals  7
+                limited connections    1
+                limited addresses      127.0.0.1 192.0.2.7
+                limited machines       -
                 """)
         let objects = try parseJSONArray(await console.run("stats --format json").text)
         #expect((objects[0]["total_money_cents"] as? NSNumber)?.int64Value == 30000)
         #expect((objects[0]["uptime_seconds"] as? NSNumber)?.int64Value == 3725)
         #expect(objects[0]["last_hash"] as? String == Fixture.headHash)
         #expect((objects[0]["requests_per_second"] as? NSNumber)?.doubleValue == 1.5)
+        #expect(objects[0]["limited_addresses"] as? String == "127.0.0.1 192.0.2.7")
+        #expect(objects[0]["limited_machines"] is NSNull)
     }
 
     @Test("rotate asks the backend and prints the new key; an unknown machine is one line")

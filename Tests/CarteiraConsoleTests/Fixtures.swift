@@ -81,16 +81,24 @@ actor FakeBackend: ConsoleBackend {
             ConsoleSession(
                 remoteAddress: "127.0.0.1:50001", machine: Fixture.alpha, connectedAt: Fixture.at(10),
                 requestsServed: 12),
-            ConsoleSession(
-                remoteAddress: "127.0.0.1:50002", machine: nil, connectedAt: Fixture.at(20), requestsServed: 0),
+            {
+                var scanner = ConsoleSession(
+                    remoteAddress: "127.0.0.1:50002", machine: nil, connectedAt: Fixture.at(20), requestsServed: 0)
+                scanner.rateLimited = "address"
+                return scanner
+            }(),
         ]
     }
 
     func statistics() async -> ConsoleStatistics {
-        ConsoleStatistics(
+        var statistics = ConsoleStatistics(
             journalPath: "/var/lib/carteira/journal.log", journalSizeBytes: 2048, lastSeq: 5,
             lastHash: Fixture.headHash, syncs: 4,
             eventsSynced: 6, requestsLastMinute: 90, uptimeSeconds: 3725, startedAt: Fixture.at(-3725))
+        statistics.rateLimitedRefusals = 7
+        statistics.limitedConnections = 1
+        statistics.limitedAddresses = ["127.0.0.1", "192.0.2.7"]
+        return statistics
     }
 
     func rotateKey(of machine: MachineName) async -> Result<(PaymentKey, Timestamp), Rejection> {

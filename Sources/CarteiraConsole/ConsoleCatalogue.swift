@@ -95,7 +95,8 @@ public struct ConsoleCommand: Sendable, Hashable {
             printsRows: true, argument: .transfer),
         ConsoleCommand(
             id: .sessions, usage: "sessions [--format csv|json]",
-            summary: "open connections: remote address, machine, connected since, requests served, rate limited", printsRows: true),
+            summary: "open connections: remote address, machine, connected since, requests served, rate limited",
+            printsRows: true),
         ConsoleCommand(
             id: .stats, usage: "stats [--format csv|json]",
             summary: "machines, transfers, money, journal head (seq, hash), syncs, requests per second, uptime",

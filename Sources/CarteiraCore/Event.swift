@@ -36,7 +36,9 @@ public struct Event: Sendable, Hashable {
         public var tokenDigest: TokenDigest
         public var balance: Centavos
 
-        public init(machine: MachineName, key: PaymentKey, expires: Timestamp, tokenDigest: TokenDigest, balance: Centavos) {
+        public init(
+            machine: MachineName, key: PaymentKey, expires: Timestamp, tokenDigest: TokenDigest, balance: Centavos
+        ) {
             self.machine = machine
             self.key = key
             self.expires = expires
@@ -54,7 +56,9 @@ public struct Event: Sendable, Hashable {
         public var amount: Centavos
         public var requestID: RequestID?
 
-        public init(tx: TxID, from: MachineName, to: MachineName, key: PaymentKey, amount: Centavos, requestID: RequestID?) {
+        public init(
+            tx: TxID, from: MachineName, to: MachineName, key: PaymentKey, amount: Centavos, requestID: RequestID?
+        ) {
             self.tx = tx
             self.from = from
             self.to = to

@@ -3,7 +3,7 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The other side of a pseudo-terminal: what a person types and sees.
@@ -70,7 +70,9 @@ final class Terminal {
 // One suite, serialized: readline is process-wide, one editor at a time.
 @Suite("Readline on a pseudo-terminal", .serialized, .timeLimit(.minutes(1)))
 struct LineEditorTests {
-    @Test("Tab completes, Enter accepts and saves history, Up recalls, printAbove keeps the typed line, Ctrl-C clears, Ctrl-D ends")
+    @Test(
+        "Tab completes, Enter accepts and saves history, Up recalls, printAbove keeps the typed line, Ctrl-C clears, Ctrl-D ends"
+    )
     func editing() async throws {
         let terminal = try Terminal()
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("carteira-editor-\(UUID())")

@@ -62,7 +62,8 @@ struct ReferenceModel {
         guard let balance = balances[from] else { return .reject(.notLoggedIn) }
         let keyText = keyText.lowercased()
         if let id, let first = requests[from + " " + id] {
-            return first.keyText == keyText && first.amount == amount ? .alreadyDone(first.tx) : .reject(.requestIDReused)
+            return first.keyText == keyText && first.amount == amount
+                ? .alreadyDone(first.tx) : .reject(.requestIDReused)
         }
         guard let key = keys[keyText] else { return .reject(.unknownKey) }
         let stopped = min(key.replacedAt ?? key.expires, key.expires)
@@ -77,7 +78,8 @@ struct ReferenceModel {
         balances[from, default: 0] -= amount
         balances[to, default: 0] += amount
         if let id {
-            requests[from + " " + id] = FirstTransfer(keyText: keyText.lowercased(), amount: amount, tx: TxID(seq: lastSeq))
+            requests[from + " " + id] = FirstTransfer(
+                keyText: keyText.lowercased(), amount: amount, tx: TxID(seq: lastSeq))
         }
     }
 }
@@ -87,7 +89,8 @@ extension Decision {
         switch self {
         case let .accept(event):
             guard let transfer = event.transfer else { return nil }
-            return .accept(from: transfer.from.text, to: transfer.to.text, key: transfer.key.text, amount: transfer.amount.value)
+            return .accept(
+                from: transfer.from.text, to: transfer.to.text, key: transfer.key.text, amount: transfer.amount.value)
         case let .alreadyDone(tx): return .alreadyDone(tx)
         case let .reject(rejection): return .reject(rejection.code)
         }
@@ -121,7 +124,9 @@ struct LedgerModelTests {
                 let balance = [0, 10_000, Int64(random.next() % 20_000)][Int(random.next() % 3)]
                 let key = driver.freshKey()
                 let decision = try driver.run(
-                    .register(machine: machine(name), tokenDigest: driver.freshDigest(), key: key, initialBalance: Centavos(balance)))
+                    .register(
+                        machine: machine(name), tokenDigest: driver.freshDigest(), key: key,
+                        initialBalance: Centavos(balance)))
                 seen.insert(decision.code?.rawValue ?? "registered")
                 if let expected = model.register(name) {
                     try #require(decision.outcome() == expected, context)
@@ -161,7 +166,8 @@ struct LedgerModelTests {
                 let expected = model.send(from: from, keyText: keyText, amount: amount, id: id, at: now)
                 let decision = try driver.send(from, to: keyText, amount, id: id)
                 seen.insert(decision.code?.rawValue ?? (decision.event == nil ? "already_done" : "accept"))
-                try #require(decision.outcome() == expected, "\(context): SEND \(from) \(keyText) \(amount) \(id ?? "-")")
+                try #require(
+                    decision.outcome() == expected, "\(context): SEND \(from) \(keyText) \(amount) \(id ?? "-")")
                 if case let .accept(_, to, _, _) = expected {
                     model.sent(from: from, to: to, keyText: keyText, amount: amount, id: id)
                     if id != nil { sentWithID.append((from, keyText, amount, id)) }
@@ -180,10 +186,13 @@ struct LedgerModelTests {
         }
 
         let expectedAnswers: Set<String> = [
-            "accept", "already_done", "registered", "machine_exists", "not_logged_in", "request_id_reused", "unknown_key",
+            "accept", "already_done", "registered", "machine_exists", "not_logged_in", "request_id_reused",
+            "unknown_key",
             "expired_key", "self_transfer", "insufficient_funds",
         ]
-        #expect(expectedAnswers.subtracting(seen).isEmpty, "seed \(seed) never produced \(expectedAnswers.subtracting(seen))")
+        #expect(
+            expectedAnswers.subtracting(seen).isEmpty,
+            "seed \(seed) never produced \(expectedAnswers.subtracting(seen))")
         try expectReplayMatches(driver, policy: policy, issued: issued, seed: seed)
     }
 
@@ -233,7 +242,8 @@ struct LedgerModelTests {
                 let key = try #require(PaymentKey(text))
                 #expect(replayed.knowsKey(key), context)
                 #expect(
-                    replayed.owner(ofKey: text, at: moment) == live.owner(ofKey: text, at: moment), "\(context): key \(text)")
+                    replayed.owner(ofKey: text, at: moment) == live.owner(ofKey: text, at: moment),
+                    "\(context): key \(text)")
             }
         }
         #expect(live.transfers.count > 100, "the sequence should exercise many transfers; \(context)")

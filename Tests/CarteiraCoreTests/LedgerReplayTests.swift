@@ -28,15 +28,23 @@ struct ReplayBase {
         try ledger.apply(
             Event(
                 seq: 1, at: startTime,
-                kind: .registered(.init(machine: alice, key: aliceKey, expires: expires, tokenDigest: digest, balance: Centavos(10_000)))))
+                kind: .registered(
+                    .init(
+                        machine: alice, key: aliceKey, expires: expires, tokenDigest: digest, balance: Centavos(10_000))
+                )))
         try ledger.apply(
             Event(
                 seq: 2, at: startTime,
-                kind: .registered(.init(machine: bob, key: bobKey, expires: expires, tokenDigest: digest, balance: Centavos(10_000)))))
+                kind: .registered(
+                    .init(machine: bob, key: bobKey, expires: expires, tokenDigest: digest, balance: Centavos(10_000))))
+        )
         try ledger.apply(
             Event(
                 seq: 3, at: startTime,
-                kind: .transfer(.init(tx: firstTx, from: alice, to: bob, key: bobKey, amount: Centavos(1_000), requestID: try requestID("pay-1")))))
+                kind: .transfer(
+                    .init(
+                        tx: firstTx, from: alice, to: bob, key: bobKey, amount: Centavos(1_000),
+                        requestID: try requestID("pay-1")))))
     }
 
     var next: Int64 { ledger.lastSeq + 1 }
@@ -55,11 +63,16 @@ struct ReplayBase {
     func registration(_ name: MachineName, key: PaymentKey, balance: Int64 = 10_000) -> Event {
         Event(
             seq: next, at: at,
-            kind: .registered(.init(machine: name, key: key, expires: at.adding(seconds: 180), tokenDigest: digest, balance: Centavos(balance))))
+            kind: .registered(
+                .init(
+                    machine: name, key: key, expires: at.adding(seconds: 180), tokenDigest: digest,
+                    balance: Centavos(balance))))
     }
 
     func rotation(_ name: MachineName, key: PaymentKey) -> Event {
-        Event(seq: next, at: at, kind: .keyRotated(.init(machine: name, key: key, expires: at.adding(seconds: 180), reason: .request)))
+        Event(
+            seq: next, at: at,
+            kind: .keyRotated(.init(machine: name, key: key, expires: at.adding(seconds: 180), reason: .request)))
     }
 }
 
@@ -83,7 +96,9 @@ let violations: [ViolationCase] = [
     ViolationCase("a second genesis") { Event(seq: $0.next, at: $0.at, kind: .genesis) },
     ViolationCase("registering a name twice") { $0.registration($0.alice, key: unissuedKey) },
     ViolationCase("registering with a key already issued") { $0.registration(try machine("carol"), key: $0.aliceKey) },
-    ViolationCase("registering with a negative balance") { $0.registration(try machine("carol"), key: unissuedKey, balance: -1) },
+    ViolationCase("registering with a negative balance") {
+        $0.registration(try machine("carol"), key: unissuedKey, balance: -1)
+    },
     ViolationCase("registering more money than can be counted") {
         $0.registration(try machine("carol"), key: unissuedKey, balance: Int64.max)
     },
@@ -104,7 +119,9 @@ let violations: [ViolationCase] = [
 
 @Suite("Ledger replay: apply refuses events that break a rule")
 struct LedgerReplayTests {
-    @Test("an event breaking a ledger rule throws a LedgerViolation and leaves the state as it was", arguments: violations)
+    @Test(
+        "an event breaking a ledger rule throws a LedgerViolation and leaves the state as it was", arguments: violations
+    )
     func violation(_ violation: ViolationCase) throws {
         var base = try ReplayBase()
         let event = try violation.event(base)
@@ -128,11 +145,14 @@ struct LedgerReplayTests {
         try base.ledger.apply(base.transfer(amount: 9_000))
         #expect(base.ledger.machines[base.alice]?.balance == .zero)
         // Another machine may use alice's request id.
-        try base.ledger.apply(base.transfer(from: base.bob, to: base.alice, key: base.aliceKey, requestID: try requestID("pay-1")))
+        try base.ledger.apply(
+            base.transfer(from: base.bob, to: base.alice, key: base.aliceKey, requestID: try requestID("pay-1")))
         try base.ledger.apply(base.rotation(base.bob, key: unissuedKey))
         // A replaced key still names its owner on replay, whatever the time.
         try base.ledger.apply(base.transfer(key: base.bobKey, amount: 100))
-        try base.ledger.apply(base.registration(try machine("carol"), key: PaymentKey(randomBytes: Array(repeating: 1, count: 16)), balance: 0))
+        try base.ledger.apply(
+            base.registration(
+                try machine("carol"), key: PaymentKey(randomBytes: Array(repeating: 1, count: 16)), balance: 0))
         #expect(base.ledger.totalMoney == Centavos(20_000))
         #expect(base.ledger.checkInvariants() == nil)
         #expect(base.ledger.lastSeq == 8)
@@ -142,9 +162,21 @@ struct LedgerReplayTests {
     func beforeGenesis() throws {
         let base = try ReplayBase()
         let events: [Event] = [
-            Event(seq: 0, at: startTime, kind: .registered(.init(machine: base.alice, key: base.aliceKey, expires: startTime, tokenDigest: base.digest, balance: .zero))),
-            Event(seq: 0, at: startTime, kind: .keyRotated(.init(machine: base.alice, key: base.aliceKey, expires: startTime, reason: .admin))),
-            Event(seq: 0, at: startTime, kind: .transfer(.init(tx: TxID(seq: 0), from: base.alice, to: base.bob, key: base.bobKey, amount: Centavos(1), requestID: nil))),
+            Event(
+                seq: 0, at: startTime,
+                kind: .registered(
+                    .init(
+                        machine: base.alice, key: base.aliceKey, expires: startTime, tokenDigest: base.digest,
+                        balance: .zero))),
+            Event(
+                seq: 0, at: startTime,
+                kind: .keyRotated(.init(machine: base.alice, key: base.aliceKey, expires: startTime, reason: .admin))),
+            Event(
+                seq: 0, at: startTime,
+                kind: .transfer(
+                    .init(
+                        tx: TxID(seq: 0), from: base.alice, to: base.bob, key: base.bobKey, amount: Centavos(1),
+                        requestID: nil))),
             Event(seq: 1, at: startTime, kind: .genesis),
         ]
         for event in events {

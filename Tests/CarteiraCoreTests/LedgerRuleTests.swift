@@ -289,7 +289,8 @@ struct IdempotencyTests {
         for text in ["10", "10,00", "10.0", "10,0"] {
             let amount = try #require(Centavos(amount: text))
             let decision = driver.ledger.decide(
-                .transfer(from: try machine("alice"), keyText: bobKey.text, amount: amount, requestID: try requestID("pay-1")),
+                .transfer(
+                    from: try machine("alice"), keyText: bobKey.text, amount: amount, requestID: try requestID("pay-1")),
                 at: driver.now)
             #expect(decision == .alreadyDone(first), "amount \(text)")
         }
@@ -330,7 +331,8 @@ struct IdempotencyTests {
         #expect(try driver.balance(of: "bob") == 10_000)
     }
 
-    @Test("checks run in order: request id before key, key before self_transfer, self_transfer before insufficient_funds")
+    @Test(
+        "checks run in order: request id before key, key before self_transfer, self_transfer before insufficient_funds")
     func orderOfChecks() throws {
         var driver = try Self.paid().driver
         let aliceKey = try driver.key(of: "alice")

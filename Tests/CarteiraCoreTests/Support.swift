@@ -92,7 +92,8 @@ struct LedgerDriver {
     mutating func send(_ from: String, to keyText: String, _ amount: Int64, id: String? = nil) throws -> Decision {
         try run(
             .transfer(
-                from: machine(from), keyText: keyText, amount: Centavos(amount), requestID: id.map { try requestID($0) }))
+                from: machine(from), keyText: keyText, amount: Centavos(amount), requestID: id.map { try requestID($0) }
+            ))
     }
 
     mutating func send(_ from: String, to key: PaymentKey, _ amount: Int64, id: String? = nil) throws -> Decision {

@@ -70,7 +70,8 @@ struct ValueTests {
         }
         #expect(seen.count == 502)
         #expect(PaymentKey(randomBytes: Array(repeating: 0, count: 16)).text == "00000000-0000-4000-8000-000000000000")
-        #expect(PaymentKey(randomBytes: Array(repeating: 0xFF, count: 16)).text == "ffffffff-ffff-4fff-bfff-ffffffffffff")
+        #expect(
+            PaymentKey(randomBytes: Array(repeating: 0xFF, count: 16)).text == "ffffffff-ffff-4fff-bfff-ffffffffffff")
     }
 
     @Test(
@@ -106,7 +107,8 @@ struct ValueTests {
     @Test(
         "tx ids are 1-40 of A-Z a-z 0-9 -",
         arguments: [
-            ("T000000000042", true), ("a", true), ("-", true), ("T-1-b", true), (String(repeating: "9", count: 40), true),
+            ("T000000000042", true), ("a", true), ("-", true), ("T-1-b", true),
+            (String(repeating: "9", count: 40), true),
             (String(repeating: "9", count: 41), false), ("", false), ("T_1", false), ("T.1", false), ("T 1", false),
             ("T|1", false),
         ] as [(String, Bool)])

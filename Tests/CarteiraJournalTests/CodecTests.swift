@@ -98,7 +98,8 @@ struct CodecTests {
 
     @Test("a line chained to another hash, or with its hash edited, does not decode")
     func brokenChain() throws {
-        let (line, _) = JournalCodec.encode(Event(seq: 0, at: startTime, kind: .genesis), previousHash: JournalCodec.zeroHash)
+        let (line, _) = JournalCodec.encode(
+            Event(seq: 0, at: startTime, kind: .genesis), previousHash: JournalCodec.zeroHash)
         let other = String(repeating: "1", count: 64)
         #expect(throws: JournalFormatError.self) { try JournalCodec.decode(Substring(line), previousHash: other) }
         let edited = line.replacingOccurrences(of: "seq=0 ", with: "seq=0  ")

@@ -56,7 +56,8 @@ struct JournalFileTests {
         defer { directory.remove() }
         let live = try await writeJournal(in: directory) { $0.randomActivity(events: 300, machines: 7) }
         #expect(live.transfers.count > 100)
-        let reopened = try Journal.open(directory: directory.path, policy: KeyPolicy(), now: startTime.adding(seconds: 60))
+        let reopened = try Journal.open(
+            directory: directory.path, policy: KeyPolicy(), now: startTime.adding(seconds: 60))
         defer { reopened.lock.release() }
         #expect(!reopened.genesisWritten)
         #expect(reopened.tornTailCutAt == nil)
@@ -107,7 +108,9 @@ struct JournalFileTests {
         #expect(throws: JournalError.lockHeld(pid: getpid())) {
             _ = try Journal.open(directory: directory.path, policy: KeyPolicy(), now: startTime)
         }
-        #expect(throws: JournalError.lockHeld(pid: getpid())) { _ = try JournalRepair.repair(directory: directory.path) }
+        #expect(throws: JournalError.lockHeld(pid: getpid())) {
+            _ = try JournalRepair.repair(directory: directory.path)
+        }
         await opened.writer.shutdown()
         opened.lock.release()
         let again = try Journal.open(directory: directory.path, policy: KeyPolicy(), now: startTime)

@@ -78,14 +78,15 @@ struct WriterTests {
             guard let event = driver.register(name) else { continue }
             opened.writer.append(event)
             let writer = opened.writer
-            waits.append(Task { () -> JournalError? in
-                do throws(JournalError) {
-                    try await writer.waitDurable(through: event.seq)
-                    return nil
-                } catch {
-                    return error
-                }
-            })
+            waits.append(
+                Task { () -> JournalError? in
+                    do throws(JournalError) {
+                        try await writer.waitDurable(through: event.seq)
+                        return nil
+                    } catch {
+                        return error
+                    }
+                })
         }
         return (driver.ledger, waits)
     }

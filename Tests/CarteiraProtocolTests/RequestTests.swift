@@ -40,11 +40,14 @@ let validLines: [(String, Request)] = [
     ("LOGIN|alice|", .login(name("alice"), token: nil)),
     ("WHOAMI", .whoami), ("whoami", .whoami), ("BALANCE", .balance), ("Balance", .balance), ("KEY", .key),
     ("key", .key), ("ROTATE", .rotate), ("rotate", .rotate), ("QUIT", .quit), ("quit\r", .quit),
-    ("CHECK|\(key)", .check(keyText: key)), ("check|anything", .check(keyText: "anything")), ("CHECK|", .check(keyText: "")),
+    ("CHECK|\(key)", .check(keyText: key)), ("check|anything", .check(keyText: "anything")),
+    ("CHECK|", .check(keyText: "")),
     ("SEND|\(key)|50", .send(keyText: key, amount: Centavos(5_000), requestID: nil)),
     ("send|\(key)|50,5|pay-1", .send(keyText: key, amount: Centavos(5_050), requestID: id("pay-1"))),
-    ("Send|\(key)|50.25|\(String(repeating: "r", count: 64))\r",
-        .send(keyText: key, amount: Centavos(5_025), requestID: id(String(repeating: "r", count: 64)))),
+    (
+        "Send|\(key)|50.25|\(String(repeating: "r", count: 64))\r",
+        .send(keyText: key, amount: Centavos(5_025), requestID: id(String(repeating: "r", count: 64)))
+    ),
     ("SEND|whatever|0,01", .send(keyText: "whatever", amount: Centavos(1), requestID: nil)),
     ("HISTORY", .history(limit: 20)), ("history", .history(limit: 20)), ("HISTORY|1", .history(limit: 1)),
     ("HISTORY|1000", .history(limit: 1_000)), ("HISTORY|0005", .history(limit: 5)),
@@ -63,7 +66,8 @@ let failingLines: [(String, ErrorCode)] = [
     ("SEND|\(key)|10|a.b", .badRequest), ("SEND|\(key)|10|\(String(repeating: "r", count: 65))", .badRequest),
     ("SEND|\(key)|10|pagó", .badRequest),
     // History limits.
-    ("HISTORY|0", .badRequest), ("HISTORY|1001", .badRequest), ("HISTORY|abc", .badRequest), ("HISTORY|-1", .badRequest),
+    ("HISTORY|0", .badRequest), ("HISTORY|1001", .badRequest), ("HISTORY|abc", .badRequest),
+    ("HISTORY|-1", .badRequest),
     ("HISTORY|", .badRequest), ("HISTORY|+5", .badRequest), ("HISTORY|99999999999999999999", .badRequest),
     ("HISTORY|1\u{0663}", .badRequest), ("HISTORY| 5", .badRequest),
     // Names.
@@ -145,7 +149,8 @@ struct RequestTests {
     @Test("send lines write the amount as reais with two decimals")
     func sendLineAmount() {
         #expect(Request.send(keyText: key, amount: Centavos(5), requestID: nil).line == "SEND|\(key)|0,05\n")
-        #expect(Request.send(keyText: key, amount: Centavos(123_456), requestID: id("x")).line == "SEND|\(key)|1234,56|x\n")
+        #expect(
+            Request.send(keyText: key, amount: Centavos(123_456), requestID: id("x")).line == "SEND|\(key)|1234,56|x\n")
     }
 
     @Test("names and session needs match the protocol's table")
@@ -154,7 +159,10 @@ struct RequestTests {
             .ping, .register(name("a")), .login(name("a"), token: nil), .whoami, .balance, .key, .rotate,
             .check(keyText: key), .send(keyText: key, amount: Centavos(1), requestID: nil), .history(limit: 1), .quit,
         ]
-        #expect(all.map(\.name) == ["PING", "REGISTER", "LOGIN", "WHOAMI", "BALANCE", "KEY", "ROTATE", "CHECK", "SEND", "HISTORY", "QUIT"])
+        #expect(
+            all.map(\.name) == [
+                "PING", "REGISTER", "LOGIN", "WHOAMI", "BALANCE", "KEY", "ROTATE", "CHECK", "SEND", "HISTORY", "QUIT",
+            ])
         #expect(all.filter(\.needsSession).map(\.name) == ["WHOAMI", "BALANCE", "KEY", "ROTATE", "SEND", "HISTORY"])
         #expect(HistoryLimit.range == 1...1_000)
         #expect(HistoryLimit.defaultValue == 20)

@@ -2,16 +2,25 @@ import CarteiraCore
 import CarteiraProtocol
 import Testing
 
-let paymentKey = PaymentKey(randomBytes: [0x0F, 0x8D, 0x3C, 0x1E, 0x6B, 0x2A, 0x4C, 0x9E, 0x9A, 0x7D, 0x3E, 0x5F, 0x1B, 0x2C, 0x4D, 0x6E])
+let paymentKey = PaymentKey(randomBytes: [
+    0x0F, 0x8D, 0x3C, 0x1E, 0x6B, 0x2A, 0x4C, 0x9E, 0x9A, 0x7D, 0x3E, 0x5F, 0x1B, 0x2C, 0x4D, 0x6E,
+])
 let expires = Timestamp(milliseconds: 1_795_000_180_000)
 let tx = TxID(seq: 42)
 
 let responses: [(Response, String)] = [
     (.pong, "OK|PONG\n"),
-    (.registered(machine: name("alice"), token: Token(randomBytes: Array(0..<16)), key: paymentKey, balance: Centavos(10_000)),
-        "OK|alice|000102030405060708090a0b0c0d0e0f|\(key)|10000\n"),
+    (
+        .registered(
+            machine: name("alice"), token: Token(randomBytes: Array(0..<16)), key: paymentKey, balance: Centavos(10_000)
+        ),
+        "OK|alice|000102030405060708090a0b0c0d0e0f|\(key)|10000\n"
+    ),
     (.loggedIn(machine: name("alice"), key: paymentKey, balance: Centavos(5)), "OK|alice|\(key)|5\n"),
-    (.whoami(machine: name("alice"), key: paymentKey, balance: .zero, keyExpires: expires), "OK|alice|\(key)|0|1795000180000\n"),
+    (
+        .whoami(machine: name("alice"), key: paymentKey, balance: .zero, keyExpires: expires),
+        "OK|alice|\(key)|0|1795000180000\n"
+    ),
     (.balance(Centavos(1_234_56)), "OK|123456\n"),
     (.key(paymentKey, expires: expires), "OK|\(key)|1795000180000\n"),
     (.rotated(paymentKey, expires: expires), "OK|\(key)|1795000180000\n"),
@@ -19,13 +28,21 @@ let responses: [(Response, String)] = [
     (.sent(tx: tx, balance: Centavos(5_000), again: false), "OK|T000000000042|5000\n"),
     (.sent(tx: tx, balance: Centavos(5_000), again: true), "OK|T000000000042|5000|again\n"),
     (.history([]), "OK|0\n"),
-    (.history([
-        HistoryEntry(tx: TxID(seq: 7), at: Timestamp(milliseconds: 1_000), from: name("bob"), to: name("alice"), amount: Centavos(1)),
-        HistoryEntry(tx: TxID(seq: 3), at: Timestamp(milliseconds: 999), from: name("alice"), to: name("bob"), amount: Centavos(5_000)),
-    ]), "OK|2\nTX|T000000000007|1000|bob|alice|1\nTX|T000000000003|999|alice|bob|5000\n"),
+    (
+        .history([
+            HistoryEntry(
+                tx: TxID(seq: 7), at: Timestamp(milliseconds: 1_000), from: name("bob"), to: name("alice"),
+                amount: Centavos(1)),
+            HistoryEntry(
+                tx: TxID(seq: 3), at: Timestamp(milliseconds: 999), from: name("alice"), to: name("bob"),
+                amount: Centavos(5_000)),
+        ]), "OK|2\nTX|T000000000007|1000|bob|alice|1\nTX|T000000000003|999|alice|bob|5000\n"
+    ),
     (.bye, "OK|BYE\n"),
-    (.error(Rejection(.insufficientFunds, "balance R$ 50,00 is below R$ 60,00")),
-        "ERR|insufficient_funds|balance R$ 50,00 is below R$ 60,00\n"),
+    (
+        .error(Rejection(.insufficientFunds, "balance R$ 50,00 is below R$ 60,00")),
+        "ERR|insufficient_funds|balance R$ 50,00 is below R$ 60,00\n"
+    ),
     (.error(Rejection(.badRequest, "a|b\nc\rd\r\ne|\u{0301}f")), "ERR|bad_request|a?b?c?d??e?\u{0301}f\n"),
 ]
 
@@ -56,25 +73,33 @@ struct ResponseTests {
         var ledger = Ledger()
         let digest = try #require(TokenDigest(String(repeating: "0", count: 64)))
         let payeeKey = PaymentKey(randomBytes: Array(repeating: 7, count: 16))
-        let transfer = Event.Transfer(tx: tx, from: name("a"), to: name("b"), key: payeeKey, amount: Centavos(9), requestID: nil)
+        let transfer = Event.Transfer(
+            tx: tx, from: name("a"), to: name("b"), key: payeeKey, amount: Centavos(9), requestID: nil)
         let events: [Event.Kind] = [
             .genesis,
-            .registered(.init(machine: name("a"), key: paymentKey, expires: expires, tokenDigest: digest, balance: Centavos(10))),
-            .registered(.init(machine: name("b"), key: payeeKey, expires: expires, tokenDigest: digest, balance: .zero)),
+            .registered(
+                .init(machine: name("a"), key: paymentKey, expires: expires, tokenDigest: digest, balance: Centavos(10))
+            ),
+            .registered(
+                .init(machine: name("b"), key: payeeKey, expires: expires, tokenDigest: digest, balance: .zero)),
             .transfer(transfer),
         ]
         for (seq, kind) in events.enumerated() {
             try ledger.apply(Event(seq: Int64(seq), at: expires, kind: kind))
         }
         let record = try #require(ledger.transfer(tx))
-        #expect(HistoryEntry(record) == HistoryEntry(tx: tx, at: expires, from: name("a"), to: name("b"), amount: Centavos(9)))
+        #expect(
+            HistoryEntry(record)
+                == HistoryEntry(tx: tx, at: expires, from: name("a"), to: name("b"), amount: Centavos(9)))
     }
 
     @Test("pushes have their exact wire text and parse back to themselves")
     func pushRoundTrip() {
         let pushes: [(Push, String)] = [
-            (.received(tx: tx, from: name("alice"), amount: Centavos(5_000), balance: Centavos(15_000)),
-                "EVT|received|T000000000042|alice|5000|15000\n"),
+            (
+                .received(tx: tx, from: name("alice"), amount: Centavos(5_000), balance: Centavos(15_000)),
+                "EVT|received|T000000000042|alice|5000|15000\n"
+            ),
             (.key(paymentKey, expires: expires), "EVT|key|\(key)|1795000180000\n"),
         ]
         for (push, text) in pushes {
@@ -100,14 +125,24 @@ struct ResponseTests {
     @Test(
         "server lines are told apart: OK, ERR, EVT, TX and anything else",
         arguments: [
-            ("OK|PONG", .ok(["PONG"])), ("OK", .ok([])), ("OK|", .ok([""])), ("OK|alice|\(key)|10000", .ok(["alice", key, "10000"])),
-            ("OK|PONG\r", .ok(["PONG"])), ("ERR|bad_request|wrong number of fields", .error(code: "bad_request", message: "wrong number of fields")),
-            ("ERR|unavailable", .error(code: "unavailable", message: "")), ("ERR|x|a|b", .error(code: "x", message: "a|b")),
-            ("ERR", .unknown("ERR")), ("EVT|key|\(key)|5", .push(.key(paymentKey, expires: Timestamp(milliseconds: 5)))),
+            ("OK|PONG", .ok(["PONG"])), ("OK", .ok([])), ("OK|", .ok([""])),
+            ("OK|alice|\(key)|10000", .ok(["alice", key, "10000"])),
+            ("OK|PONG\r", .ok(["PONG"])),
+            ("ERR|bad_request|wrong number of fields", .error(code: "bad_request", message: "wrong number of fields")),
+            ("ERR|unavailable", .error(code: "unavailable", message: "")),
+            ("ERR|x|a|b", .error(code: "x", message: "a|b")),
+            ("ERR", .unknown("ERR")),
+            ("EVT|key|\(key)|5", .push(.key(paymentKey, expires: Timestamp(milliseconds: 5)))),
             ("EVT|later|x", .unknown("EVT|later|x")),
-            ("TX|T000000000001|1000|alice|bob|500",
-                .historyEntry(HistoryEntry(tx: TxID(seq: 1), at: Timestamp(milliseconds: 1_000), from: name("alice"), to: name("bob"), amount: Centavos(500)))),
-            ("TX|T1|1000|alice|bob", .unknown("TX|T1|1000|alice|bob")), ("TX|T1|soon|alice|bob|1", .unknown("TX|T1|soon|alice|bob|1")),
+            (
+                "TX|T000000000001|1000|alice|bob|500",
+                .historyEntry(
+                    HistoryEntry(
+                        tx: TxID(seq: 1), at: Timestamp(milliseconds: 1_000), from: name("alice"), to: name("bob"),
+                        amount: Centavos(500)))
+            ),
+            ("TX|T1|1000|alice|bob", .unknown("TX|T1|1000|alice|bob")),
+            ("TX|T1|soon|alice|bob|1", .unknown("TX|T1|soon|alice|bob|1")),
             ("garbage", .unknown("garbage")), ("", .unknown("")), ("ok|PONG", .unknown("ok|PONG")),
             ("OK\u{0301}|PONG", .unknown("OK\u{0301}|PONG")),
         ] as [(String, ServerLine)])

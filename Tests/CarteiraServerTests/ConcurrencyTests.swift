@@ -4,7 +4,9 @@ import Testing
 
 @Suite("Many peers at once, key rotation and restarts", .timeLimit(.minutes(2)))
 struct ConcurrencyTests {
-    @Test("32 peers paying each other at once: money conserved, nothing negative, tx ids unique; a restart rebuilds the same balances")
+    @Test(
+        "32 peers paying each other at once: money conserved, nothing negative, tx ids unique; a restart rebuilds the same balances"
+    )
     func thirtyTwoPeers() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
@@ -36,7 +38,8 @@ struct ConcurrencyTests {
                         var payee = Int(generator.next() % UInt64(count))
                         if payee == index { payee = (payee + 1) % count }
                         let cents = 1 + generator.next() % 1500
-                        batch += "SEND|\(allKeys[payee])|\(cents / 100),\(String(format: "%02d", cents % 100))|r\(round)\n"
+                        batch +=
+                            "SEND|\(allKeys[payee])|\(cents / 100),\(String(format: "%02d", cents % 100))|r\(round)\n"
                     }
                     try await peer.write(batch)
                     var answers: [String] = []
@@ -111,7 +114,9 @@ struct ConcurrencyTests {
         try await server.stop()
     }
 
-    @Test("An idempotent SEND retried after a restart answers the first transfer and moves no money, even with its key expired")
+    @Test(
+        "An idempotent SEND retried after a restart answers the first transfer and moves no money, even with its key expired"
+    )
     func idempotentAfterRestart() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }

@@ -23,12 +23,17 @@ struct LineFrameDecoderTests {
         }
     }
 
-    @Test("A line of exactly the limit passes, with or without \\r; one byte more is too long, once, and the rest is dropped")
+    @Test(
+        "A line of exactly the limit passes, with or without \\r; one byte more is too long, once, and the rest is dropped"
+    )
     func limits() throws {
         let exact = String(repeating: "a", count: 8)
         try ByteToMessageDecoderVerifier.verifyDecoder(
             inputOutputPairs: [
-                (ByteBuffer(string: exact + "\n" + exact + "\r\n"), [.line(ByteBuffer(string: exact)), .line(ByteBuffer(string: exact + "\r"))])
+                (
+                    ByteBuffer(string: exact + "\n" + exact + "\r\n"),
+                    [.line(ByteBuffer(string: exact)), .line(ByteBuffer(string: exact + "\r"))]
+                )
             ]
         ) { LineFrameDecoder(maximumLineBytes: 8) }
 

@@ -116,7 +116,9 @@ struct RequestPathTests {
         try await server.stop()
     }
 
-    @Test("a journal failure in the middle of a batch: every waiting answer becomes unavailable, nothing later is acknowledged")
+    @Test(
+        "a journal failure in the middle of a batch: every waiting answer becomes unavailable, nothing later is acknowledged"
+    )
     func failureMidBatch() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }

@@ -79,7 +79,9 @@ struct SessionMachineTests {
         #expect(code(driver.receive("BALANCE")) == .notLoggedIn)
     }
 
-    @Test("30 charged answers empty the bucket: CHECK, SEND and LOGIN are refused unasked, others still ask; one token returns every 2 s")
+    @Test(
+        "30 charged answers empty the bucket: CHECK, SEND and LOGIN are refused unasked, others still ask; one token returns every 2 s"
+    )
     func rateLimit() {
         var driver = Driver()
         for _ in 0..<TokenBucket.defaultCapacity {
@@ -113,7 +115,8 @@ struct SessionMachineTests {
         for _ in 0..<TokenBucket.defaultCapacity { _ = driver.exchange("CHECK|\(key)", ledgerAnswers: unknownKey) }
         #expect(code(driver.receive("SEND|\(key)|1")) == .notLoggedIn)
         let name = try #require(alice)
-        driver.session.answered(.loggedIn(machine: name, key: try #require(PaymentKey(key)), balance: .zero), now: driver.now)
+        driver.session.answered(
+            .loggedIn(machine: name, key: try #require(PaymentKey(key)), balance: .zero), now: driver.now)
         #expect(code(driver.receive("LOGIN|alice|\(token)")) == .alreadyLoggedIn)
         #expect(code(driver.receive("SEND|\(key)|1")) == .rateLimited)
         #expect(code(driver.receive("SEND|\(key)|0")) == .badAmount)

@@ -8,7 +8,8 @@ struct SlowReaderTests {
     func slowReaderIsClosed() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
-        let server = try await TestServer.start(journal: directory.path, maximumQueuedAnswers: 256, stuckConnectionTimeoutSeconds: 1)
+        let server = try await TestServer.start(
+            journal: directory.path, maximumQueuedAnswers: 256, stuckConnectionTimeoutSeconds: 1)
         let alice = try await TestPeer(port: server.port)
         let bob = try await TestPeer(port: server.port)
         let aliceToken = try await alice.register("alice").token

@@ -178,7 +178,8 @@ struct ClientTrustTests {
     /// server handles a read's lines only after the loop's I/O events, by
     /// when the reset has closed the connection, so they are dropped.
     @Test(
-        "a SEND written to a stopped server by a client that then reset the connection is not carried out after SIGCONT")
+        "a SEND written to a stopped server by a client that then reset the connection is not carried out after SIGCONT"
+    )
     func resetConnectionIsNotCarriedOut() async throws {
         let peers = try await TwoPeers.start()
         let token = try String(contentsOfFile: peers.state + "/127.0.0.1_\(peers.port)/alice.token", encoding: .utf8)

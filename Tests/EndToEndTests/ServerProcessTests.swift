@@ -31,7 +31,8 @@ struct ServerProcessTests {
         #expect(await first.stop() == 0)
     }
 
-    @Test("--initial-balance takes a request amount or zero", arguments: [("25,50", "2550"), ("0", "0"), ("0,00", "0")])
+    @Test(
+        "--initial-balance takes a request amount or zero", arguments: [("25,50", "2550"), ("0", "0"), ("0,00", "0")])
     func initialBalance(amount: String, cents: String) async throws {
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }

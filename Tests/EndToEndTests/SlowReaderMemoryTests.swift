@@ -17,7 +17,8 @@ func residentKiB(of pid: Int32) -> Int? {
 
 @Suite("A peer that pipelines without reading, against the server as a process", .timeLimit(.minutes(1)))
 struct SlowReaderMemoryTests {
-    @Test("stops being read: the server's memory stays bounded while it pushes 64 MB of requests, and others are served")
+    @Test(
+        "stops being read: the server's memory stays bounded while it pushes 64 MB of requests, and others are served")
     func boundedMemory() async throws {
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }

@@ -474,9 +474,27 @@ struct LineApplier {
     /// A whole line that does not check: torn if it holds a NUL, corrupt
     /// otherwise.
     private mutating func refuse(_ line: UnsafeBufferPointer<UInt8>, _ reason: String) throws(JournalError) -> Bool {
-        guard line.contains(0) else { throw .corrupt(line: lineNumber, reason: reason) }
+        guard line.contains(0) else { throw .corrupt(line: lineNumber, reason: Self.explained(line, reason)) }
         scan.torn = true
         return true
+    }
+
+    /// Two kinds of damage that tools, not people, do to a text file, named
+    /// with what to do about them: an empty line (an editor or `echo >>`
+    /// added a newline) and CRLF endings (a text-mode transfer, or an editor
+    /// on Windows). The journal itself is never changed here.
+    static func explained(_ line: UnsafeBufferPointer<UInt8>, _ reason: String) -> String {
+        if line.isEmpty {
+            return "an empty line, which a journal never has: a newline was added after a line (by an editor, "
+                + "or `echo >>`). If it is the file's last byte, cut it from a copy (`truncate -s -1`) and "
+                + "verify the copy; keep the original"
+        }
+        if line.last == UInt8(ascii: "\r") {
+            return "the line ends in a carriage return: the file has CRLF (Windows) line endings, which a "
+                + "text-mode transfer or an editor adds. Convert a copy back (`sed 's/\\r$//'`) and verify "
+                + "the copy; keep the original (\(reason))"
+        }
+        return reason
     }
 
     /// A line with no `"\n"` within `maxLineBytes` bytes: torn if those

@@ -88,6 +88,29 @@ struct DamageTests {
         #expect(try JournalVerifier.verify(directory: directory.path).lastSeq == driver.ledger.lastSeq)
     }
 
+    @Test("CRLF line endings are named as such, with what to do, and nothing is changed")
+    func crlfEndings() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        _ = try await writeJournal(in: directory, smallActivity)
+        var converted: [UInt8] = []
+        for byte in try directory.journalBytes() {
+            if byte == UInt8(ascii: "\n") { converted.append(UInt8(ascii: "\r")) }
+            converted.append(byte)
+        }
+        try directory.writeJournal(converted)
+        try expectCorrupt(directory, line: 1, reason: "CRLF (Windows) line endings")
+    }
+
+    @Test("an empty last line is named as such, with what to do, and nothing is changed")
+    func emptyLastLine() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        _ = try await writeJournal(in: directory, smallActivity)
+        try directory.appendJournal([UInt8(ascii: "\n")])
+        try expectCorrupt(directory, line: 9, reason: "an empty line, which a journal never has")
+    }
+
     @Test("repair cuts only a torn tail, keeps its bytes beside the journal, and then verify passes")
     func repairCutsTornTail() async throws {
         let directory = try TemporaryDirectory()

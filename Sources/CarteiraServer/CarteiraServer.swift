@@ -63,6 +63,9 @@ public final class CarteiraServer: Service {
                 "Cut a torn tail off the journal",
                 metadata: [
                     "journal.path": "\(journal.journalPath)", "journal.offset": "\(offset)",
+                    // Lines count from 1 (the genesis line); every line
+                    // before the cut one replayed, unless none did.
+                    "journal.line": "\(journal.genesisWritten ? 1 : journal.ledger.eventCount + 1)",
                     "journal.kept": "\(journal.tornTailKeptAt ?? "-")",
                 ])
         }

@@ -18,6 +18,33 @@ struct ServerProcessTests {
         #expect(text.contains("type=registered machine=alice "))
     }
 
+    @Test("A torn tail cut at start-up is logged with its line number and byte offset")
+    func tornTailLogged() async throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let journal = directory + "/journal"
+        let first = try await ServerProcess(journal: journal)
+        let peer = try LineSocket(port: first.port)
+        #expect(peer.request("REGISTER|alice")?.hasPrefix("OK|") == true)
+        #expect(try LineSocket(port: first.port).request("REGISTER|bob")?.hasPrefix("OK|") == true)
+        #expect(await first.stop() == 0)
+        let path = journal + "/ledger.journal"
+        let size = try #require(try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int)
+        let handle = try #require(FileHandle(forWritingAtPath: path))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data("seq=3 at=2026-12-01T13:".utf8))
+        try handle.close()
+
+        let second = try await ServerProcess(journal: journal)
+        let logged = await second.child.waitForOutput { _ in second.child.errors.text.contains("Cut a torn tail") }
+        #expect(logged, "\(second.child.errors.text)")
+        let line = second.child.errors.text.split(separator: "\n").first { $0.contains("Cut a torn tail") } ?? ""
+        // Genesis, alice, bob: the torn line is line 4.
+        #expect(line.contains("journal.line=4"), "\(line)")
+        #expect(line.contains("journal.offset=\(size)"), "\(line)")
+        #expect(await second.stop() == 0)
+    }
+
     @Test("A second server on the same journal refuses to start and names the holder's PID")
     func lockRefusesSecondServer() async throws {
         let directory = try makeTemporaryDirectory()

@@ -176,6 +176,9 @@ private enum CommandWord: UInt64, CaseIterable {
         var packed: UInt64 = 0
         for byte in word.utf8 {
             let upper = byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z") ? byte - 32 : byte
+            // Letters only: a NUL would pack to nothing (`"\0\0ROTATE"` is
+            // ROTATE's number), and no command has another byte.
+            guard upper >= UInt8(ascii: "A") && upper <= UInt8(ascii: "Z") else { return nil }
             packed = packed << 8 | UInt64(upper)
         }
         self.init(rawValue: packed)

@@ -33,4 +33,16 @@ struct RequestFuzzRegressionTests {
         let newlines = request.line.utf8.filter { $0 == UInt8(ascii: "\n") }.count
         #expect(newlines == 1 && request.line.utf8.last == UInt8(ascii: "\n"))
     }
+
+    /// fuzz-request, `crash-aa7b04fd…` (`\0\0ROTATE`): the byte-level parser
+    /// packed the command word into one integer, where leading NULs vanish,
+    /// so the word matched ROTATE. Command words are letters only now.
+    @Test(
+        "a command word with NUL or other non-letter bytes names no command",
+        arguments: ["\0\0ROTATE", "\0PING", "KEY\0", "SE\0D"])
+    func commandWordWithNul(line: String) throws {
+        let parsed = try #require(Request.parse(Substring(line)))
+        #expect(throws: Rejection.self) { try parsed.get() }
+        if case let .failure(rejection) = parsed { #expect(rejection.code == .unknownCommand) }
+    }
 }

@@ -77,7 +77,7 @@ struct ParseEquivalenceTests {
         "PING", "ping", "Ping", "REGISTER", "register", "LOGIN", "login", "WHOAMI", "BALANCE", "balance", "KEY",
         "key", "ROTATE", "CHECK", "check", "SEND", "send", "SeNd", "HISTORY", "QUIT", "quit", "", "SENDX", "SEN",
         "REGISTERS", "PINGPING", "ſend", "\u{212A}EY", "KEY\u{301}", "S\u{0}ND", "send ", " send", "ÉCHO",
-        "HISTORYY", "H", "|", "\r", "a\r",
+        "HISTORYY", "H", "|", "\r", "a\r", "\0\0ROTATE", "\0PING", "\0\0\0\0SEND", "KEY\0", "\u{1}KEY",
     ]
     static let arguments = [
         "", "alice", "0f8d3c1e-6b2a-4c9e-9a7d-3e5f1b2c4d6e", "50", "50,5", "50.25", "0", "-1", "1000000000000",

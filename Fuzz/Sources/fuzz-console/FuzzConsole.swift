@@ -9,8 +9,8 @@ import Synchronization
 /// `ConsoleInterpreter.run(_:)`, against a fixed backend (three machines,
 /// two transfers), and its Tab completion, `ConsoleCompletion.candidates`.
 ///
-/// Properties: the same line gives the same output; only `quit` and
-/// `shutdown` stop anything; JSON output parses; every completion candidate
+/// Properties: the same line gives the same output; only `quit` (or
+/// `exit`, `\q`) and `shutdown`, in any case, stop anything; JSON output parses; every completion candidate
 /// starts with the word being completed.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzConsole(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
@@ -20,10 +20,12 @@ public func fuzzConsole(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let output = runBlocking(line)
     fuzzCheck(runBlocking(line) == output, "console output for \(line.debugDescription) is not deterministic")
     let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+    let command = words.first.map { $0.lowercased() }
     switch output.action {
     case .continue: break
-    case .quit: fuzzCheck(words.first == "quit", "\(line.debugDescription) quits")
-    case .shutdown: fuzzCheck(words.first == "shutdown", "\(line.debugDescription) shuts down")
+    // Command names are case-insensitive; `exit` and `\q` are `quit`.
+    case .quit: fuzzCheck(["quit", "exit", "\\q"].contains(command), "\(line.debugDescription) quits")
+    case .shutdown: fuzzCheck(command == "shutdown", "\(line.debugDescription) shuts down")
     }
     // JSON was asked for and printed (a refusal may start with `[` too, when
     // it begins with the argument it refuses).

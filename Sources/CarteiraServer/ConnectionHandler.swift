@@ -273,24 +273,25 @@ final class ConnectionHandler: ChannelDuplexHandler {
             }
             action = session.receive(parsed, serving: core.ledger.serving, now: now)
         }
-        let item: Outgoing
+        let response: Response
+        let kind: Outgoing.Kind
+        var durableThrough: Int64 = 0
         switch action {
         case .ignore:
             return
-        case let .answer(response):
-            core.metrics?.request(try? parsed?.get(), answered: response)
-            item = Outgoing(text: response.wire, kind: .answer, durableThrough: 0)
-        case let .answerAndClose(response):
-            core.metrics?.request(try? parsed?.get(), answered: response)
-            item = Outgoing(text: response.wire, kind: .final, durableThrough: 0)
+        case let .answer(answer):
+            (response, kind) = (answer, .answer)
+        case let .answerAndClose(answer):
+            (response, kind) = (answer, .final)
         case let .ask(query):
             guard let link else { return }
             let answer = core.ledger.perform(query, for: link, now: now)
-            core.metrics?.request(try? parsed?.get(), answered: answer.response)
             session.answered(answer.response, now: now)
-            item = Outgoing(text: answer.response.wire, kind: .answer, durableThrough: answer.durableThrough)
+            (response, kind, durableThrough) = (answer.response, .answer, answer.durableThrough)
         }
-        enqueue(item)
+        // Counted before the answer can be written.
+        core.metrics?.request(try? parsed?.get(), answered: response)
+        enqueue(Outgoing(text: response.wire, kind: kind, durableThrough: durableThrough))
         counter.increment()
         release.local.value.requestRate.record(at: now)
     }

@@ -8,14 +8,21 @@ import Testing
 
 @Suite("carteira-server --tls-cert and carteira --tls, as processes")
 struct TLSProcessTests {
-    @Test("carteira --tls-ca registers and pays over TLS; a wrong CA is refused with a sentence and exit 3")
-    func clientOverTLS() async throws {
-        let directory = try makeTemporaryDirectory()
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+    /// Certificates made in `directory`, and a server on a fresh journal there
+    /// serving TLS with them.
+    static func tlsServer(in directory: String) async throws -> (TestCertificates, ServerProcess) {
         let certificates = try TestCertificates(in: directory)
         let server = try await ServerProcess(
             journal: directory + "/journal",
             extra: ["--no-console", "--tls-cert", certificates.serverCertificate, "--tls-key", certificates.serverKey])
+        return (certificates, server)
+    }
+
+    @Test("carteira --tls-ca registers and pays over TLS; a wrong CA is refused with a sentence and exit 3")
+    func clientOverTLS() async throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let (certificates, server) = try await Self.tlsServer(in: directory)
         #expect(server.child.output.text.contains("(TLS)"))
         let state = directory + "/state"
         let tls = ["--tls-ca", certificates.caCertificate]
@@ -46,10 +53,7 @@ struct TLSProcessTests {
     func opensslClient() async throws {
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let certificates = try TestCertificates(in: directory)
-        let server = try await ServerProcess(
-            journal: directory + "/journal",
-            extra: ["--no-console", "--tls-cert", certificates.serverCertificate, "--tls-key", certificates.serverKey])
+        let (certificates, server) = try await Self.tlsServer(in: directory)
         let client = try ChildProcess(
             "/usr/bin/env",
             [

@@ -140,7 +140,9 @@ let package = Package(
             ] + nio,
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "CarteiraConsoleTests", dependencies: ["CarteiraConsole"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "CarteiraConsoleTests", dependencies: ["CarteiraConsole", "CarteiraTestSupport"],
+            swiftSettings: swiftSettings),
         .testTarget(
             name: "CarteiraClientTests",
             dependencies: ["CarteiraClient", "CarteiraServer", "carteira", "CarteiraTestSupport"],

@@ -1,22 +1,27 @@
 import CarteiraConsole
 import CarteiraCore
+import CarteiraTestSupport
 import Foundation
 import Testing
 
 /// A real ledger with three machines and two transfers, times in UTC.
 enum Fixture {
-    static let alphaKey = PaymentKey("11111111-1111-4111-8111-111111111111")!
-    static let betaKey = PaymentKey("22222222-2222-4222-9222-222222222222")!
-    static let gammaKey = PaymentKey("33333333-3333-4333-a333-333333333333")!
-    static let rotatedKey = PaymentKey("44444444-4444-4444-b444-444444444444")!
-    static let alpha = MachineName("alpha")!
-    static let beta = MachineName("beta")!
-    static let gamma = MachineName("gamma")!
+    static let alphaKey = fixture(
+        PaymentKey("11111111-1111-4111-8111-111111111111"), "11111111-1111-4111-8111-111111111111")
+    static let betaKey = fixture(
+        PaymentKey("22222222-2222-4222-9222-222222222222"), "22222222-2222-4222-9222-222222222222")
+    static let gammaKey = fixture(
+        PaymentKey("33333333-3333-4333-a333-333333333333"), "33333333-3333-4333-a333-333333333333")
+    static let rotatedKey = fixture(
+        PaymentKey("44444444-4444-4444-b444-444444444444"), "44444444-4444-4444-b444-444444444444")
+    static let alpha = fixture(MachineName("alpha"), "alpha")
+    static let beta = fixture(MachineName("beta"), "beta")
+    static let gamma = fixture(MachineName("gamma"), "gamma")
     static let headHash = String(repeating: "ab", count: 32)
 
     /// 2026-11-26 19:00:00 UTC plus `seconds`.
     static func at(_ seconds: Int64) -> Timestamp {
-        Timestamp(iso8601: "2026-11-26T19:00:00.000Z")!.adding(seconds: seconds)
+        fixture(Timestamp(iso8601: "2026-11-26T19:00:00.000Z"), "the start time").adding(seconds: seconds)
     }
 
     static func ledger() throws -> Ledger {
@@ -26,7 +31,7 @@ enum Fixture {
     }
 
     static func events() -> [Event] {
-        let digest = TokenDigest(String(repeating: "a", count: 64))!
+        let digest = fixture(TokenDigest(String(repeating: "a", count: 64)), "the token digest")
         func register(_ seq: Int64, _ name: MachineName, _ key: PaymentKey) -> Event {
             Event(
                 seq: seq, at: at(seq),

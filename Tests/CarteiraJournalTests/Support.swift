@@ -41,7 +41,7 @@ extension SplitMix64 {
     mutating func key() -> PaymentKey { PaymentKey(randomBytes: bytes(16)) }
 
     mutating func digest() -> TokenDigest {
-        TokenDigest(lowerHex(bytes(32)))!
+        fixture(TokenDigest(lowerHex(bytes(32))), "a random digest")
     }
 }
 
@@ -93,22 +93,22 @@ struct LedgerDriver {
     mutating func register(_ name: String, balance: Int64 = 10_000) -> Event? {
         run(
             .register(
-                machine: MachineName(name)!, tokenDigest: random.digest(), key: random.key(),
+                machine: fixture(MachineName(name), name), tokenDigest: random.digest(), key: random.key(),
                 initialBalance: Centavos(balance)))
     }
 
     @discardableResult
     mutating func pay(_ from: String, _ to: String, _ amount: Int64, request: String? = nil) -> Event? {
-        guard let payee = ledger.machines[MachineName(to)!] else { return nil }
+        guard let payee = ledger.machines[fixture(MachineName(to), to)] else { return nil }
         return run(
             .transfer(
-                from: MachineName(from)!, keyText: payee.key.text, amount: Centavos(amount),
+                from: fixture(MachineName(from), from), keyText: payee.key.text, amount: Centavos(amount),
                 requestID: request.flatMap(RequestID.init)))
     }
 
     @discardableResult
     mutating func rotate(_ name: String, reason: KeyRotationReason = .request) -> Event? {
-        run(.rotateKey(machine: MachineName(name)!, newKey: random.key(), reason: reason))
+        run(.rotateKey(machine: fixture(MachineName(name), name), newKey: random.key(), reason: reason))
     }
 
     /// A mixed, seeded run of registrations, transfers and rotations.

@@ -45,6 +45,13 @@ public struct TemporaryDirectory: Sendable {
     }
 }
 
+/// A fixture's value that its literal guarantees (a valid name, key or
+/// digest written in the test): stops the test with `what` if it is not.
+public func fixture<Value>(_ value: Value?, _ what: @autoclosure () -> String) -> Value {
+    guard let value else { preconditionFailure("test fixture \(what()) is not valid") }
+    return value
+}
+
 /// Polls `condition` every 20 ms until it holds or `seconds` pass: how tests
 /// wait for something to happen, instead of sleeping a fixed time.
 public func eventually(

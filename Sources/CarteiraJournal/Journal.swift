@@ -149,7 +149,7 @@ public enum Journal {
 /// What `verify` found in a journal that checks.
 public struct VerifySummary: Sendable {
     /// Nothing read: what a report shows when not even the first line checks.
-    static let empty = VerifySummary(
+    public static let empty = VerifySummary(
         events: 0, machines: 0, transfers: 0, totalMoney: .zero, lastSeq: -1, lastHash: JournalCodec.zeroHash,
         ledger: Ledger(), passedOverIncompleteLine: false, lastAt: nil, stoppedEarly: false, hashes: [:])
 
@@ -169,6 +169,24 @@ public struct VerifySummary: Sendable {
     public var stoppedEarly: Bool
     /// The `hash` of each line whose `seq` was asked for and was read.
     public var hashes: [Int64: String]
+
+    public init(
+        events: Int, machines: Int, transfers: Int, totalMoney: Centavos, lastSeq: Int64, lastHash: String,
+        ledger: Ledger, passedOverIncompleteLine: Bool, lastAt: Timestamp?, stoppedEarly: Bool,
+        hashes: [Int64: String]
+    ) {
+        self.events = events
+        self.machines = machines
+        self.transfers = transfers
+        self.totalMoney = totalMoney
+        self.lastSeq = lastSeq
+        self.lastHash = lastHash
+        self.ledger = ledger
+        self.passedOverIncompleteLine = passedOverIncompleteLine
+        self.lastAt = lastAt
+        self.stoppedEarly = stoppedEarly
+        self.hashes = hashes
+    }
 }
 
 /// A moment in a journal to replay to: after the line with a `seq`, or
@@ -206,6 +224,11 @@ public struct VerifyReport: Sendable {
         /// The first bad line (the genesis line is line 1), when one is named.
         public var line: Int?
         public var message: String
+
+        public init(line: Int?, message: String) {
+            self.line = line
+            self.message = message
+        }
     }
 
     public struct AnchorResult: Sendable, Hashable {
@@ -213,6 +236,11 @@ public struct VerifyReport: Sendable {
         /// The hash line `seq` carries; nil when the journal holds no such line.
         public var found: String?
         public var matches: Bool { found == anchor.hash }
+
+        public init(anchor: JournalAnchor, found: String?) {
+            self.anchor = anchor
+            self.found = found
+        }
     }
 
     /// Of the lines before the first problem (all of them when there is none).
@@ -221,6 +249,12 @@ public struct VerifyReport: Sendable {
     public var anchors: [AnchorResult]
 
     public var passed: Bool { problem == nil && anchors.allSatisfy(\.matches) }
+
+    public init(summary: VerifySummary, problem: Problem?, anchors: [AnchorResult]) {
+        self.summary = summary
+        self.problem = problem
+        self.anchors = anchors
+    }
 }
 
 public enum JournalVerifier {

@@ -110,10 +110,14 @@
         }
 
         public func run() async throws {
+            // Checked once, before anything listens: a standby serves what
+            // the leader would (TLS only, or plaintext on loopback).
+            if let refusal = configuration.plaintextRefusal { throw ServerStartFailure(refusal) }
+            let tls = try configuration.tls.map { (files) throws(ServerStartFailure) in try ServerTLSContext(files) }
             await withGracefulShutdownHandler {
                 while !stopping {
                     do {
-                        try await cycle()
+                        try await cycle(tls: tls)
                     } catch {
                         guard !stopping else { break }
                         logger.warning(
@@ -153,11 +157,11 @@
 
         // MARK: One cycle: standby, then leader
 
-        private func cycle() async throws {
+        private func cycle(tls: ServerTLSContext?) async throws {
             let store = try await PostgresJournalStore.connect(
                 options.url, limits: options.limits, logger: logger, eventLoopGroup: group)
             do {
-                try await standbyThenLead(store)
+                try await standbyThenLead(store, tls: tls)
             } catch {
                 await store.close()
                 throw error
@@ -165,7 +169,7 @@
             await store.close()
         }
 
-        private func standbyThenLead(_ store: PostgresJournalStore) async throws {
+        private func standbyThenLead(_ store: PostgresJournalStore, tls: ServerTLSContext?) async throws {
             var follower = JournalFollower(policy: configuration.keyPolicy)
             try await follower.catchUp(from: store)
             let address = try await store.leaderAddress()
@@ -174,7 +178,8 @@
                 state.followedSeq = follower.lastSeq
             }
             let standby = try await StandbyListener.bind(
-                host: configuration.host, port: configuration.port, group: group, refusal: { [self] in refusal })
+                host: configuration.host, port: configuration.port, group: group, tls: tls,
+                refusal: { [self] in refusal })
             let (wakes, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
             state.withLock { state in
                 state.role = .standby
@@ -256,7 +261,7 @@
                 server = try await CarteiraServer.start(
                     configuration: configuration, ledger: follower.ledger, writer: writer,
                     journalPath: "\(options.url) table \(PostgresJournalStore.table)", release: {},
-                    replayTook: catchUpTook, logger: logger,
+                    replayTook: catchUpTook, tls: tls, logger: logger,
                     clock: clock, eventLoopGroup: group)
             } catch {
                 storage.fence("the server did not start")

@@ -24,6 +24,11 @@
         /// Applies one row; throws `.corrupt` naming the line (counting from
         /// 1, as for a file) and changes nothing on a bad one.
         public mutating func apply(seq: Int64, line: String) throws(JournalError) {
+            try apply(decode(seq: seq, line: line), line: line)
+        }
+
+        /// Checks one row's form, hash chain and `seq` without applying it.
+        public func decode(seq: Int64, line: String) throws(JournalError) -> (event: Event, hash: String) {
             let lineNumber = ledger.eventCount + 1
             let decoded: (event: Event, hash: String)
             do {
@@ -37,10 +42,15 @@
             guard seq == ledger.lastSeq + 1 else {
                 throw .corrupt(line: lineNumber, reason: "seq \(seq) does not follow \(ledger.lastSeq)")
             }
+            return decoded
+        }
+
+        /// Applies a row `decode` checked; throws `.corrupt` on a ledger rule.
+        public mutating func apply(_ decoded: (event: Event, hash: String), line: String) throws(JournalError) {
             do {
                 try ledger.apply(decoded.event)
             } catch {
-                throw .corrupt(line: lineNumber, reason: "\(error)")
+                throw .corrupt(line: ledger.eventCount + 1, reason: "\(error)")
             }
             lastHash = decoded.hash
             bytes += Int64(line.utf8.count + 1)
@@ -59,37 +69,72 @@
         }
     }
 
-    /// `journal verify|replay|export postgres://...`.
+    /// `journal verify|replay|statement|export postgres://...`: the file
+    /// journal's reports, made from the table.
     public enum PostgresJournalTools {
-        /// Replays the whole table and checks the ledger's invariants, as
-        /// `JournalVerifier.verify` does for a file; the replayed state.
-        public static func verify(_ store: PostgresJournalStore) async throws(JournalError) -> JournalFollower {
+        /// Replays the table, up to `point` or to its end, and checks the
+        /// ledger's invariants, as `JournalVerifier.verify` does for a file.
+        public static func verify(
+            _ store: PostgresJournalStore, through point: ReplayPoint? = nil,
+            recordingHashesOf anchors: Set<Int64> = []
+        ) async throws(JournalError) -> VerifySummary {
             var follower = JournalFollower(policy: KeyPolicy())
-            try await follower.catchUp(from: store)
+            var hashes: [Int64: String] = [:]
+            var lastAt: Timestamp?
+            var stoppedEarly = false
+            reading: while true {
+                let rows = try await store.lines(after: follower.lastSeq)
+                if rows.isEmpty { break }
+                for row in rows {
+                    if case let .seq(seq) = point, row.seq > seq {
+                        stoppedEarly = true
+                        break reading
+                    }
+                    let decoded = try follower.decode(seq: row.seq, line: row.line)
+                    if case let .time(time) = point, decoded.event.at > time {
+                        stoppedEarly = true
+                        break reading
+                    }
+                    try follower.apply(decoded, line: row.line)
+                    lastAt = decoded.event.at
+                    if anchors.contains(row.seq) { hashes[row.seq] = decoded.hash }
+                }
+            }
             let ledger = follower.ledger
-            guard ledger.lastSeq >= 0 else { throw .io("the PostgreSQL journal at \(store.url) is empty") }
+            guard ledger.lastSeq >= 0 || point != nil else {
+                throw .io("the PostgreSQL journal at \(store.url) is empty")
+            }
             if let violation = ledger.checkInvariants() {
                 throw .corrupt(line: ledger.eventCount, reason: "ledger invariant broken: \(violation.message)")
             }
-            return follower
+            return VerifySummary(
+                events: ledger.eventCount, machines: ledger.machines.count, transfers: ledger.transfers.count,
+                totalMoney: ledger.totalMoney, lastSeq: ledger.lastSeq, lastHash: follower.lastHash, ledger: ledger,
+                passedOverIncompleteLine: false, lastAt: lastAt, stoppedEarly: stoppedEarly, hashes: hashes)
         }
 
-        /// `verify`'s summary, in the file journal's form.
-        public static func summary(_ follower: JournalFollower, url: PostgresURL) -> String {
-            let ledger = follower.ledger
-            let rows = [
-                ("journal", "\(url) table \(PostgresJournalStore.table)"),
-                ("events", "\(ledger.eventCount)"),
-                ("machines", "\(ledger.machines.count)"),
-                ("transfers", "\(ledger.transfers.count)"),
-                ("total money", ledger.totalMoney.brl),
-                ("last seq", "\(ledger.lastSeq)"),
-                ("last hash", follower.lastHash),
-            ]
-            let width = rows.map(\.0.count).max() ?? 0
-            return rows.map { name, value in
-                name + String(repeating: " ", count: width - name.count + 2) + value + "\n"
-            }.joined()
+        /// `journal verify [--expect SEQ:HASH]...` on the table: the summary
+        /// of the rows that check, the first bad one, each anchor. Throws only
+        /// when the table cannot be read.
+        public static func report(_ store: PostgresJournalStore, expecting anchors: [JournalAnchor] = [])
+            async throws(JournalError) -> VerifyReport
+        {
+            let seqs = Set(anchors.map(\.seq))
+            let summary: VerifySummary
+            var problem: VerifyReport.Problem?
+            do throws(JournalError) {
+                summary = try await verify(store, recordingHashesOf: seqs)
+            } catch {
+                guard case let .corrupt(line, reason) = error else { throw error }
+                problem = .init(line: line, message: "line \(line): \(reason)")
+                // The rows before it: line 1 is seq 0.
+                summary =
+                    line > 1
+                    ? ((try? await verify(store, through: .seq(Int64(line) - 2), recordingHashesOf: seqs)) ?? .empty)
+                    : .empty
+            }
+            let results = anchors.map { VerifyReport.AnchorResult(anchor: $0, found: summary.hashes[$0.seq]) }
+            return VerifyReport(summary: summary, problem: problem, anchors: results)
         }
 
         /// Calls `write` with every line in `seq` order, each ending in `\n`:

@@ -1,4 +1,5 @@
 #if Postgres
+    import CarteiraServer
     import NIOCore
     import NIOPosix
     import Synchronization
@@ -23,10 +24,12 @@
             self.port = port
         }
 
-        /// Binds `host:port`; `refusal` is the message of the `unavailable`
+        /// Binds `host:port`, serving TLS only when `tls` is given (as the
+        /// leader does); `refusal` is the message of the `unavailable`
         /// answer, read at each request.
         static func bind(
-            host: String, port: Int, group: any EventLoopGroup, refusal: @escaping @Sendable () -> String
+            host: String, port: Int, group: any EventLoopGroup, tls: ServerTLSContext?,
+            refusal: @escaping @Sendable () -> String
         ) async throws -> StandbyListener {
             let children = Children()
             let listener = try await ServerBootstrap(group: group)
@@ -40,6 +43,7 @@
                         _ = children.channels.withLock { $0.removeValue(forKey: id) }
                     }
                     return channel.eventLoop.makeCompletedFuture {
+                        try tls?.addHandlers(to: channel.pipeline.syncOperations)
                         try channel.pipeline.syncOperations.addHandler(StandbyHandler(refusal: refusal))
                     }
                 }

@@ -26,22 +26,31 @@ public enum Request: Sendable, Hashable {
     case history(limit: Int)
     case quit
 
-    /// The command word, upper case, as written on the wire.
-    public var name: String {
+    /// Every command word, upper case, as written on the wire, in the order
+    /// of `commandIndex`.
+    public static let commandNames = [
+        "PING", "REGISTER", "LOGIN", "WHOAMI", "BALANCE", "KEY", "ROTATE", "CHECK", "SEND", "HISTORY", "QUIT",
+    ]
+
+    /// The command's place in `commandNames`.
+    public var commandIndex: Int {
         switch self {
-        case .ping: "PING"
-        case .register: "REGISTER"
-        case .login: "LOGIN"
-        case .whoami: "WHOAMI"
-        case .balance: "BALANCE"
-        case .key: "KEY"
-        case .rotate: "ROTATE"
-        case .check: "CHECK"
-        case .send: "SEND"
-        case .history: "HISTORY"
-        case .quit: "QUIT"
+        case .ping: 0
+        case .register: 1
+        case .login: 2
+        case .whoami: 3
+        case .balance: 4
+        case .key: 5
+        case .rotate: 6
+        case .check: 7
+        case .send: 8
+        case .history: 9
+        case .quit: 10
         }
     }
+
+    /// The command word, upper case, as written on the wire.
+    public var name: String { Self.commandNames[commandIndex] }
 
     /// Whether the command needs a logged-in session.
     public var needsSession: Bool {

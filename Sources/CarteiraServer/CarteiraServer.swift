@@ -4,7 +4,6 @@ import CarteiraProtocol
 public import Logging
 public import NIOCore
 public import NIOPosix
-import NIOSSL
 public import ServiceLifecycle
 import Synchronization
 
@@ -52,7 +51,7 @@ public final class CarteiraServer: Service {
         // Refused before the journal is touched: no new journal is left
         // behind by a start that could never serve.
         if let refusal = configuration.plaintextRefusal { throw ServerStartFailure(refusal) }
-        _ = try configuration.tls?.makeContext()
+        let tls = try configuration.tls.map { (files) throws(ServerStartFailure) in try ServerTLSContext(files) }
         let replayStarted = ContinuousClock.now
         let journal = try Journal.open(
             directory: configuration.journalDirectory, policy: configuration.keyPolicy, now: clock(),
@@ -87,7 +86,7 @@ public final class CarteiraServer: Service {
                     // new journal behind, only its genesis line was in it.
                     unlink(journal.journalPath)
                 }
-            }, replayTook: replayTook, logger: logger, clock: clock, eventLoopGroup: eventLoopGroup)
+            }, replayTook: replayTook, tls: tls, logger: logger, clock: clock, eventLoopGroup: eventLoopGroup)
     }
 
     /// Serves a ledger whose journal someone else opened and replayed (the
@@ -95,11 +94,12 @@ public final class CarteiraServer: Service {
     /// `release` is called once the writer has stopped, or at once if the
     /// start fails, after `abandon` (which undoes what opening did).
     /// `journalPath` is only shown (logs, console); `replayTook` is what the
-    /// replay cost (for the metrics).
+    /// replay cost (for the metrics); `tls` is `configuration.tls` already
+    /// read (built here when nil).
     public static func start(
         configuration: ServerConfiguration, ledger: Ledger, writer: JournalWriter, journalPath: String,
         release: @escaping @Sendable () -> Void, abandon: @Sendable () -> Void = {}, replayTook: Duration = .zero,
-        logger: Logger,
+        tls: ServerTLSContext? = nil, logger: Logger,
         clock: @escaping @Sendable () -> Timestamp = systemClock,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> CarteiraServer {
@@ -121,7 +121,8 @@ public final class CarteiraServer: Service {
         var metricsListener: (any Channel)?
         do {
             if let refusal = configuration.plaintextRefusal { throw ServerStartFailure(refusal) }
-            let tlsContext = try configuration.tls?.makeContext()
+            let tlsContext =
+                try tls ?? configuration.tls.map { (files) throws(ServerStartFailure) in try ServerTLSContext(files) }
             // Keys that expired while the server was down are rotated first.
             if let seq = service.rotateExpiredKeys() {
                 try await writer.waitDurable(through: seq)
@@ -149,11 +150,7 @@ public final class CarteiraServer: Service {
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let release = core.release(for: channel.eventLoop)
-                        if let tlsContext {
-                            // TLS only: a plaintext peer is told so and closed.
-                            try channel.pipeline.syncOperations.addHandlers(
-                                PlaintextOnTLSPortGuard(), NIOSSLServerHandler(context: tlsContext))
-                        }
+                        try tlsContext?.addHandlers(to: channel.pipeline.syncOperations)
                         try channel.pipeline.syncOperations.addHandler(ConnectionHandler(core: core, release: release))
                     }
                 }

@@ -41,10 +41,7 @@ final class ServerMetrics: Sendable {
 
     /// Commands by index: the protocol's commands, then `invalid` for a line
     /// that is not a request.
-    static let commands = [
-        "PING", "REGISTER", "LOGIN", "WHOAMI", "BALANCE", "KEY", "ROTATE", "CHECK", "SEND", "HISTORY", "QUIT",
-        "invalid",
-    ]
+    static let commands = Request.commandNames + ["invalid"]
     /// Results by index: `ok`, then every error code.
     static let results = ["ok"] + ErrorCode.allCases.map(\.rawValue)
 
@@ -116,7 +113,7 @@ final class ServerMetrics: Sendable {
     /// One request decided: `command` is `nil` for a line that is not a
     /// request.
     func request(_ command: Request?, answered response: Response) {
-        let commandIndex = command.map(Self.index(of:)) ?? Self.commands.count - 1
+        let commandIndex = command.map(\.commandIndex) ?? Self.commands.count - 1
         var resultIndex = 0
         if case let .error(rejection) = response {
             resultIndex = 1 + (ErrorCode.allCases.firstIndex(of: rejection.code) ?? 0)
@@ -169,22 +166,6 @@ final class ServerMetrics: Sendable {
     }
 
     func journalFailed() { journalFailures.increment() }
-
-    private static func index(of request: Request) -> Int {
-        switch request {
-        case .ping: 0
-        case .register: 1
-        case .login: 2
-        case .whoami: 3
-        case .balance: 4
-        case .key: 5
-        case .rotate: 6
-        case .check: 7
-        case .send: 8
-        case .history: 9
-        case .quit: 10
-        }
-    }
 }
 
 /// One `carteira_requests_total` series, made on its first request.

@@ -1,6 +1,6 @@
 import CarteiraCore
 import CarteiraProtocol
-import NIOCore
+public import NIOCore
 import NIOSSL
 
 #if canImport(Glibc)
@@ -56,6 +56,22 @@ public struct ServerTLS: Sendable, Hashable {
                 "the TLS key \(keyPath) does not belong to the certificate \(certificatePath), or one of them is unusable"
             )
         }
+    }
+}
+
+/// The TLS context every connection of a listener shares, built once from
+/// `ServerTLS`'s files (the server's listener, and a standby's).
+public struct ServerTLSContext: Sendable {
+    private let context: NIOSSLContext
+
+    /// Reads and checks the files; the failure names the one at fault.
+    public init(_ tls: ServerTLS) throws(ServerStartFailure) {
+        context = try tls.makeContext()
+    }
+
+    /// TLS only: a plaintext peer is told so and closed.
+    public func addHandlers(to pipeline: ChannelPipeline.SynchronousOperations) throws {
+        try pipeline.addHandlers(PlaintextOnTLSPortGuard(), NIOSSLServerHandler(context: context))
     }
 }
 

@@ -76,13 +76,10 @@ extension JournalCommand {
         var anchors: [JournalAnchor] = []
 
         func run() throws {
-            if PostgresJournal.isURL(journal.directory) {
-                return try PostgresJournal.offline(journal.directory, output: .summary)
-            }
             let report = try reportingFailure {
-                try JournalVerifier.report(directory: try existingDirectory(journal.directory), expecting: anchors)
+                try JournalSource.report(journal.directory, expecting: anchors)
             }
-            print(JournalRows.render(report, directory: journal.directory, format: format))
+            print(JournalRows.render(report, journal: JournalSource.name(journal.directory), format: format))
             guard report.passed else {
                 // Also on standard error, for a person reading only that.
                 printError("error: \(report.problem?.message ?? "an expected hash is not there")")
@@ -108,13 +105,7 @@ extension JournalCommand {
         var format = OutputFormat.table
 
         func run() throws {
-            if PostgresJournal.isURL(journal.directory) {
-                return try PostgresJournal.offline(journal.directory, output: format == .json ? .json : .table)
-            }
-            let directory = journal.directory
-            let summary = try reportingFailure {
-                try JournalReplayAt.replay(directory: try existingDirectory(directory), at: at)
-            }
+            let summary = try reportingFailure { try JournalReplayAt.replay(journal.directory, at: at) }
             let rows = LedgerRows.machines(summary.ledger.machines.values.sorted { $0.name < $1.name })
             var text = rows.render(format, time: ConsoleTime.local)
             if format == .table {
@@ -151,17 +142,15 @@ extension JournalCommand {
         }
 
         func run() throws {
-            let directory = journal.directory
             let summary = try reportingFailure {
-                try JournalReplayAt.replay(
-                    directory: try existingDirectory(directory), at: until.map { .time($0.timestamp) })
+                try JournalReplayAt.replay(journal.directory, at: until.map { .time($0.timestamp) })
             }
             guard let name = MachineName(machine),
                 let statement = MachineStatement(
                     ledger: summary.ledger, machine: name, since: since?.timestamp, until: until?.timestamp)
             else {
                 let when = until.map { " by \($0.timestamp.iso8601)" } ?? ""
-                printError("error: no machine named \(machine)\(when) in \(Journal.path(in: directory))")
+                printError("error: no machine named \(machine)\(when) in \(JournalSource.name(journal.directory))")
                 throw ExitCode.failure
             }
             print(statement.render(format, time: ConsoleTime.local))
@@ -176,6 +165,10 @@ extension JournalCommand {
 
         func run() throws {
             let directory = journal.directory
+            if PostgresJournal.isURL(directory) {
+                printError("error: repair is for a journal file; a PostgreSQL table has no torn tail to cut")
+                throw ExitCode.failure
+            }
             let cut = try reportingFailure { try JournalRepair.repair(directory: try existingDirectory(directory)) }
             if let cut {
                 print(
@@ -197,7 +190,7 @@ extension JournalCommand {
 
         func run() throws {
             if PostgresJournal.isURL(journal.directory) {
-                return try PostgresJournal.offline(journal.directory, output: .export)
+                return try reportingFailure { try PostgresJournal.export(journal.directory) }
             }
             let directory = try existingDirectory(journal.directory)
             _ = try reportingFailure { try JournalVerifier.verify(directory: directory) }
@@ -217,8 +210,8 @@ extension JournalCommand {
 /// Replays to a point, or to the end, and says clearly when the point is
 /// outside the journal.
 enum JournalReplayAt {
-    static func replay(directory: String, at point: PointInTime?) throws -> VerifySummary {
-        let summary = try JournalVerifier.verify(directory: directory, through: point?.replayPoint)
+    static func replay(_ journal: String, at point: PointInTime?) throws -> VerifySummary {
+        let summary = try JournalSource.summary(journal, through: point?.replayPoint)
         switch point {
         case let .seq(seq) where seq > summary.lastSeq:
             throw JournalPointError("the journal ends at seq \(summary.lastSeq), before seq \(seq)")
@@ -235,6 +228,25 @@ struct JournalPointError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
+/// A journal the tools read: a directory (or its file), or a PostgreSQL URL.
+enum JournalSource {
+    static func report(_ journal: String, expecting anchors: [JournalAnchor]) throws -> VerifyReport {
+        if PostgresJournal.isURL(journal) { return try PostgresJournal.report(journal, expecting: anchors) }
+        return try JournalVerifier.report(directory: try existingDirectory(journal), expecting: anchors)
+    }
+
+    static func summary(_ journal: String, through point: ReplayPoint?) throws -> VerifySummary {
+        if PostgresJournal.isURL(journal) { return try PostgresJournal.summary(journal, through: point) }
+        return try JournalVerifier.verify(directory: try existingDirectory(journal), through: point)
+    }
+
+    /// What the reports call it: the file's path, or the URL (without a password).
+    static func name(_ journal: String) -> String {
+        if PostgresJournal.isURL(journal) { return PostgresJournal.displayName(journal) }
+        return Journal.path(in: (try? existingDirectory(journal)) ?? journal)
+    }
+}
+
 /// A file path is taken where the directory is expected: its directory.
 func existingDirectory(_ path: String) throws -> String {
     var isDirectory: ObjCBool = false
@@ -248,7 +260,7 @@ func existingDirectory(_ path: String) throws -> String {
 /// How the journal tools' reports become rows, shared with the console.
 enum JournalRows {
     /// `verify`'s findings: the summary, the anchors, the verdict.
-    static func rows(_ report: VerifyReport, directory: String) -> Rows {
+    static func rows(_ report: VerifyReport, journal: String) -> Rows {
         let summary = report.summary
         let anchors = Rows(
             fields: [
@@ -270,7 +282,7 @@ enum JournalRows {
             ],
             rows: [
                 [
-                    .text(Journal.path(in: directory)), .integer(Int64(summary.events)),
+                    .text(journal), .integer(Int64(summary.events)),
                     .integer(Int64(summary.machines)), .integer(Int64(summary.transfers)), .money(summary.totalMoney),
                     .integer(summary.lastSeq), .text(summary.lastHash), .text(report.passed ? "ok" : "failed"),
                     report.problem?.line.map { .integer(Int64($0)) } ?? .missing,
@@ -279,8 +291,8 @@ enum JournalRows {
             ])
     }
 
-    static func render(_ report: VerifyReport, directory: String, format: OutputFormat) -> String {
-        let rows = rows(report, directory: directory)
+    static func render(_ report: VerifyReport, journal: String, format: OutputFormat) -> String {
+        let rows = rows(report, journal: journal)
         guard format == .table else {
             if format == .json { return rows.renderJSON() }
             // CSV: one row, the anchors as `seq:hash=match` words.

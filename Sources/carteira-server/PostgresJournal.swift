@@ -6,8 +6,9 @@ import NIOPosix
 import ServiceLifecycle
 import UnixSignals
 
+import CarteiraJournal
+
 #if Postgres
-    import CarteiraJournal
     import CarteiraPostgres
 #endif
 
@@ -70,63 +71,75 @@ enum PostgresJournal {
         return (1...65535).contains(port) && !host.isEmpty && !host.contains(where: { $0.isWhitespace || $0 == "|" })
     }
 
-    /// `journal verify|replay|export` on a URL: the summary, the machine
-    /// table or JSON, or the journal file's bytes.
-    enum Output {
-        case summary
-        case table
-        case json
-        case export
+    /// The URL without its password, for reports and messages.
+    static func displayName(_ text: String) -> String {
+        guard let scheme = text.range(of: "://"), let at = text[scheme.upperBound...].firstIndex(of: "@"),
+            let colon = text[scheme.upperBound..<at].firstIndex(of: ":")
+        else { return text }
+        return String(text[..<colon] + text[at...])
     }
 
-    static func offline(_ text: String, output: Output) throws {
+    /// A journal tool's error on a URL: the build lacks the trait.
+    struct Unavailable: Error, CustomStringConvertible {
+        var description: String { PostgresJournal.missing }
+    }
+
+    /// `journal verify` on a URL: the same report as for a file.
+    static func report(_ text: String, expecting anchors: [JournalAnchor]) throws -> VerifyReport {
         #if Postgres
+            try withStore(text) { store in try await PostgresJournalTools.report(store, expecting: anchors) }
+        #else
+            throw Unavailable()
+        #endif
+    }
+
+    /// `journal replay|statement` on a URL: the state at `point`, or now.
+    static func summary(_ text: String, through point: ReplayPoint?) throws -> VerifySummary {
+        #if Postgres
+            try withStore(text) { store in try await PostgresJournalTools.verify(store, through: point) }
+        #else
+            throw Unavailable()
+        #endif
+    }
+
+    /// `journal export` on a URL: the lines, checked, on standard output.
+    static func export(_ text: String) throws {
+        #if Postgres
+            _ = try withStore(text) { store in
+                let out = FileHandle.standardOutput
+                return try await PostgresJournalTools.export(store) { out.write(Data($0.utf8)) }
+            }
+        #else
+            throw Unavailable()
+        #endif
+    }
+
+    #if Postgres
+        /// Connects to the journal at `text`, runs `body`, closes; blocks.
+        private static func withStore<T: Sendable>(
+            _ text: String, _ body: @escaping @Sendable (PostgresJournalStore) async throws -> T
+        ) throws -> T {
             let environment = ProcessInfo.processInfo.environment
-            let result: Result<Void, any Error> = blockingWait {
+            let result: Result<T, any Error> = blockingWait {
                 let store: PostgresJournalStore
-                let url: PostgresURL
                 do {
-                    url = try PostgresURL(text, environment: environment)
+                    let url = try PostgresURL(text, environment: environment)
                     var logger = Logger(label: "carteira-journal")
                     logger.logLevel = .critical
                     store = try await PostgresJournalStore.connect(url, limits: nil, logger: logger)
                 } catch {
                     return .failure(error)
                 }
-                let outcome: Result<Void, any Error>
+                let outcome: Result<T, any Error>
                 do {
-                    try await write(output, of: store, url: url)
-                    outcome = .success(())
+                    outcome = .success(try await body(store))
                 } catch {
                     outcome = .failure(error)
                 }
                 await store.close()
                 return outcome
             }
-            if case let .failure(error) = result {
-                FileHandle.standardError.write(Data("error: \(error)\n".utf8))
-                throw ExitCode.failure
-            }
-        #else
-            FileHandle.standardError.write(Data("error: \(missing)\n".utf8))
-            throw ExitCode.failure
-        #endif
-    }
-
-    #if Postgres
-        private static func write(_ output: Output, of store: PostgresJournalStore, url: PostgresURL) async throws {
-            if case .export = output {
-                let out = FileHandle.standardOutput
-                _ = try await PostgresJournalTools.export(store) { out.write(Data($0.utf8)) }
-                return
-            }
-            let follower = try await PostgresJournalTools.verify(store)
-            switch output {
-            case .summary: print(PostgresJournalTools.summary(follower, url: url), terminator: "")
-            case .table: print(JournalReport.machineTable(follower.ledger), terminator: "")
-            case .json: print(JournalReport.machineJSON(follower.ledger), terminator: "")
-            case .export: break
-            }
+            return try result.get()
         }
     #endif
 }

@@ -52,7 +52,7 @@ struct ServerConsoleBackend: ConsoleBackend {
         // A replay of the journal's prefix: not on the shared task pool.
         return await verifier.run {
             do {
-                return .success(try JournalReplayAt.replay(directory: directory, at: point).ledger)
+                return .success(try JournalReplayAt.replay(directory, at: point).ledger)
             } catch {
                 return .failure(JournalVerifyFailure("\(error)"))
             }
@@ -67,8 +67,8 @@ struct ServerConsoleBackend: ConsoleBackend {
                 let report = try JournalVerifier.report(directory: directory)
                 return .success(
                     ConsoleReport(
-                        text: JournalRows.render(report, directory: directory, format: .table),
-                        rows: JournalRows.rows(report, directory: directory), passed: report.passed))
+                        text: JournalRows.render(report, journal: Journal.path(in: directory), format: .table),
+                        rows: JournalRows.rows(report, journal: Journal.path(in: directory)), passed: report.passed))
             } catch {
                 return .failure(JournalVerifyFailure("\(error)"))
             }

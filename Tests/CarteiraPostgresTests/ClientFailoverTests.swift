@@ -3,6 +3,7 @@
     import CarteiraCore
     import CarteiraJournal
     import CarteiraPostgres
+    import CarteiraServer
     import CarteiraTestSupport
     import Foundation
     import Testing
@@ -74,6 +75,41 @@
             #expect(
                 try PostgresFixture.sql(url, "SELECT count(*) FROM carteira_journal WHERE line LIKE '% req=pay-once %'")
                     == "1")
+            await second.stop()
+            await first.stop()
+        }
+
+        @Test("with TLS, a standby speaks TLS too, and a TLS client moves past it to the leader")
+        func standbySpeaksTLS() async throws {
+            let directory = try TemporaryDirectory()
+            defer { directory.remove() }
+            let certificates = try TestCertificates(in: directory.path)
+            let files = ServerTLS(certificatePath: certificates.serverCertificate, keyPath: certificates.serverKey)
+            let url = try PostgresFixture.database()
+            let first = RunningNode(url: url) { $0.tls = files }
+            #expect(await first.becomes(.leader))
+            let second = RunningNode(url: url) { $0.tls = files }
+            #expect(await second.becomes(.standby))
+            // A plaintext peer on the standby's port is told, as on the leader's.
+            #expect(
+                await ask(second.port, "PING")
+                    == "ERR|bad_request|this port speaks TLS only; connect with TLS (carteira --tls)")
+
+            var configuration = PeerSession.Configuration(
+                server: ServerAddress(host: "127.0.0.1", port: second.port),
+                machine: try #require(MachineName("tls-payer")),
+                tokens: TokenStore(directory: directory.path + "/tokens"), mayRegister: true,
+                connectTimeout: .seconds(5))
+            configuration.alternates = [ServerAddress(host: "127.0.0.1", port: first.port)]
+            configuration.tls = try ClientTLS(caFile: certificates.caCertificate)
+            configuration.initialBackoff = .milliseconds(50)
+            configuration.maximumBackoff = .milliseconds(200)
+            try await PeerSession.withSession(configuration) { session in
+                let account = try await session.loggedIn()
+                #expect(account.registeredNow)
+                #expect(await session.currentServer == ServerAddress(host: "127.0.0.1", port: first.port))
+                #expect(try await session.balance() == Centavos(10_000))
+            }
             await second.stop()
             await first.stop()
         }

@@ -153,13 +153,15 @@
 
         init(
             url: PostgresURL, port: Int = PostgresFixture.freePort(),
-            tune: (inout PostgresNode.Options) -> Void = { _ in }
+            tune: (inout PostgresNode.Options) -> Void = { _ in },
+            configure: (inout ServerConfiguration) -> Void = { _ in }
         ) {
             var options = PostgresNode.Options(url: url, advertise: "127.0.0.1:\(port)")
             options.pollInterval = .milliseconds(100)
             options.retryDelay = .milliseconds(200)
             tune(&options)
-            let configuration = ServerConfiguration(host: "127.0.0.1", port: port, shutdownGraceSeconds: 2)
+            var configuration = ServerConfiguration(host: "127.0.0.1", port: port, shutdownGraceSeconds: 2)
+            configure(&configuration)
             let node = PostgresNode(configuration: configuration, options: options, logger: quietLogger)
             self.node = node
             self.port = port

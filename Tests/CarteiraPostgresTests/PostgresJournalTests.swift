@@ -107,6 +107,114 @@
             await store.close()
         }
 
+        @Test("verify --expect on the table: an anchor holds, and fails on a chain re-hashed after a change before it")
+        func anchoredVerifyOnTheTable() async throws {
+            // The same 31 lines into two tables, except that the second
+            // changes line 11 (seq 10) and re-hashes everything after it.
+            let genesis = Event(seq: 0, at: systemClock(), kind: .genesis)
+            var ledger = Ledger()
+            try ledger.apply(genesis)
+            let events = [genesis] + registrations(30, prefix: "m", after: &ledger)
+            var forged = events
+            var other = Ledger()
+            for event in events.prefix(10) { try other.apply(event) }
+            forged.replaceSubrange(10..., with: registrations(21, prefix: "x", after: &other))
+
+            var heads: [String] = []
+            var stores: [PostgresJournalStore] = []
+            for journal in [events, forged] {
+                let url = try PostgresFixture.database()
+                let store = try await PostgresJournalStore.connect(url, limits: nil, logger: quietLogger)
+                var hash = JournalCodec.zeroHash
+                var lines: [String] = []
+                for event in journal {
+                    let (line, next) = JournalCodec.encode(event, previousHash: hash)
+                    lines.append(String(line.dropLast()))
+                    hash = next
+                }
+                try await store.insert(seqs: journal.map(\.seq), lines: lines)
+                heads.append(hash)
+                stores.append(store)
+            }
+            let original = try await PostgresJournalTools.report(stores[0])
+            #expect(original.passed && original.summary.lastSeq == 30 && original.summary.lastHash == heads[0])
+            guard let anchor = JournalAnchor("30:\(heads[0])"),
+                let early = JournalAnchor("5:\(String(repeating: "0", count: 64))")
+            else { preconditionFailure("fixed anchors parse") }
+
+            let held = try await PostgresJournalTools.report(stores[0], expecting: [anchor])
+            #expect(held.passed && held.anchors.map(\.matches) == [true])
+            // The forged table verifies on its own (its chain is whole)...
+            let forgedAlone = try await PostgresJournalTools.report(stores[1])
+            #expect(forgedAlone.passed)
+            // ...but not against the head written down before the change.
+            let caught = try await PostgresJournalTools.report(stores[1], expecting: [anchor])
+            #expect(!caught.passed && caught.problem == nil)
+            #expect(caught.anchors.first?.found == heads[1])
+            let wrong = try await PostgresJournalTools.report(stores[0], expecting: [early])
+            #expect(!wrong.passed && wrong.anchors.first?.found != nil)
+            for store in stores { await store.close() }
+        }
+
+        @Test("verify's report names the first bad row and summarises the rows before it")
+        func reportNamesTheBadRow() async throws {
+            let url = try PostgresFixture.database()
+            let store = try await PostgresJournalStore.connect(url, limits: nil, logger: quietLogger)
+            var ledger = Ledger()
+            let hash = try await writeGenesis(store, ledger: &ledger)
+            let storage = PostgresJournalStorage(store: store)
+            var bytes: [UInt8] = []
+            var chain = Array(hash.utf8)
+            for event in registrations(3, prefix: "r", after: &ledger) {
+                JournalEncoder.appendLine(event, chainHash: &chain, to: &bytes)
+            }
+            try storage.append(bytes)
+            try storage.sync()
+            try PostgresFixture.sql(url, "INSERT INTO carteira_journal VALUES (4, 'seq=4 at=nonsense')")
+            let report = try await PostgresJournalTools.report(store)
+            #expect(!report.passed)
+            #expect(report.problem?.line == 5)
+            #expect(report.summary.lastSeq == 3 && report.summary.machines == 3)
+            #expect(report.summary.lastHash == String(decoding: chain, as: UTF8.self))
+            await store.close()
+        }
+
+        @Test("replay --at on the table gives the state of the same prefix of its export, by seq and by time")
+        func pointInTimeOnTheTable() async throws {
+            let url = try PostgresFixture.database()
+            let store = try await PostgresJournalStore.connect(url, limits: nil, logger: quietLogger)
+            var ledger = Ledger()
+            let hash = try await writeGenesis(store, ledger: &ledger)
+            let storage = PostgresJournalStorage(store: store)
+            var bytes: [UInt8] = []
+            var chain = Array(hash.utf8)
+            for event in registrations(20, prefix: "p", after: &ledger) {
+                JournalEncoder.appendLine(event, chainHash: &chain, to: &bytes)
+            }
+            try storage.append(bytes)
+            try storage.sync()
+            let directory = try TemporaryDirectory()
+            defer { directory.remove() }
+            var text = ""
+            _ = try await PostgresJournalTools.export(store) { text += $0 }
+            try text.write(toFile: directory.path + "/ledger.journal", atomically: true, encoding: .utf8)
+
+            for seq in [0, 7, 20] as [Int64] {
+                let table = try await PostgresJournalTools.verify(store, through: .seq(seq))
+                let file = try JournalVerifier.verify(directory: directory.path, through: .seq(seq))
+                #expect(table.lastSeq == seq && table.lastHash == file.lastHash)
+                #expect(table.ledger.machines == file.ledger.machines)
+                #expect(table.stoppedEarly == (seq < 20) && table.lastAt == file.lastAt)
+            }
+            let middle = try await PostgresJournalTools.verify(store, through: .seq(10))
+            let at = try #require(middle.lastAt)
+            let byTime = try await PostgresJournalTools.verify(store, through: .time(at))
+            let fileByTime = try JournalVerifier.verify(directory: directory.path, through: .time(at))
+            #expect(byTime.lastSeq == fileByTime.lastSeq && byTime.lastHash == fileByTime.lastHash)
+            #expect(byTime.lastSeq >= 10)
+            await store.close()
+        }
+
         @Test("a writer whose lease goes stale during a write answers nothing, though the line committed")
         func staleLeaseAnswersNothing() async throws {
             let url = try PostgresFixture.database()

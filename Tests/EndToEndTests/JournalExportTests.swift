@@ -42,6 +42,9 @@ struct JournalExportTests {
             for arguments in [
                 ["--journal", "postgres://carteira@127.0.0.1:1/ledger", "--no-console"],
                 ["journal", "verify", "postgres://carteira@127.0.0.1:1/ledger"],
+                ["journal", "replay", "--at", "3", "postgres://carteira@127.0.0.1:1/ledger"],
+                ["journal", "statement", "alice", "postgres://carteira@127.0.0.1:1/ledger"],
+                ["journal", "export", "postgres://carteira@127.0.0.1:1/ledger"],
             ] {
                 let result = try await run(arguments)
                 #expect(result.status == 1, "\(arguments)")
@@ -49,4 +52,12 @@ struct JournalExportTests {
             }
         }
     #endif
+
+    @Test("repair on a postgres:// journal is refused: a table has no torn tail")
+    func repairRefusesATable() async throws {
+        let result = try await run(["journal", "repair", "postgres://carteira:secret@127.0.0.1:1/ledger"])
+        #expect(result.status == 1)
+        #expect(result.errors.contains("a PostgreSQL table has no torn tail"))
+        #expect(!result.errors.contains("secret"))
+    }
 }

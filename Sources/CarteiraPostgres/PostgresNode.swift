@@ -226,14 +226,16 @@
                 return
             }
             do {
-                try await lead(store, follower: follower, standby: standby)
+                try await lead(store, follower: follower, standby: standby, tls: tls)
             } catch {
                 await standby.close()
                 throw error
             }
         }
 
-        private func lead(_ store: PostgresJournalStore, follower: JournalFollower, standby: StandbyListener)
+        private func lead(
+            _ store: PostgresJournalStore, follower: JournalFollower, standby: StandbyListener, tls: ServerTLSContext?
+        )
             async throws
         {
             var follower = follower

@@ -86,9 +86,9 @@
             let certificates = try TestCertificates(in: directory.path)
             let files = ServerTLS(certificatePath: certificates.serverCertificate, keyPath: certificates.serverKey)
             let url = try PostgresFixture.database()
-            let first = RunningNode(url: url) { $0.tls = files }
+            let first = RunningNode(url: url, configure: { $0.tls = files })
             #expect(await first.becomes(.leader))
-            let second = RunningNode(url: url) { $0.tls = files }
+            let second = RunningNode(url: url, configure: { $0.tls = files })
             #expect(await second.becomes(.standby))
             // A plaintext peer on the standby's port is told, as on the leader's.
             #expect(

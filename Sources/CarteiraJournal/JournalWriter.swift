@@ -58,7 +58,10 @@ public final class JournalWriter: Sendable {
         /// The last `seq` appended: the next must follow it.
         var appendedSeq: Int64
         var durableSeq: Int64
+        /// `statistics` but its `lastHash`, which `durableHash` holds as
+        /// bytes: made a `String` when asked for, not at every sync.
         var statistics: JournalStatistics
+        var durableHash: [UInt8]
         var progressHandler: (@Sendable (JournalProgress) -> Void)?
         var failure: JournalError?
         var stopping = false
@@ -102,10 +105,9 @@ public final class JournalWriter: Sendable {
     init(storage: any JournalStorage, lastSeq: Int64, lastHash: [UInt8], fileSize: Int64, threaded: Bool) {
         self.storage = storage
         self.threaded = threaded
-        let statistics = JournalStatistics(
-            syncs: 0, eventsSynced: 0, lastSeq: lastSeq, fileSize: fileSize,
-            lastHash: String(decoding: lastHash, as: UTF8.self))
-        state = Mutex(State(appendedSeq: lastSeq, durableSeq: lastSeq, statistics: statistics))
+        let statistics = JournalStatistics(syncs: 0, eventsSynced: 0, lastSeq: lastSeq, fileSize: fileSize)
+        state = Mutex(
+            State(appendedSeq: lastSeq, durableSeq: lastSeq, statistics: statistics, durableHash: lastHash))
         durable = Atomic(lastSeq)
         chain = Mutex(ChainEnd(hash: lastHash))
         guard threaded else { return }
@@ -164,7 +166,12 @@ public final class JournalWriter: Sendable {
     /// The write or sync error that stopped the writer, if one did.
     public var failure: JournalError? { state.withLock { $0.failure } }
 
-    public func statistics() -> JournalStatistics { state.withLock { $0.statistics } }
+    public func statistics() -> JournalStatistics {
+        let (statistics, hash) = state.withLock { ($0.statistics, $0.durableHash) }
+        var result = statistics
+        result.lastHash = String(decoding: hash, as: UTF8.self)
+        return result
+    }
 
     /// Writes and syncs what is pending, then stops the writer thread. Later
     /// appends are dropped and their waiters throw `.closed`.
@@ -273,7 +280,7 @@ public final class JournalWriter: Sendable {
             state.statistics.eventsSynced += batch.events.count
             state.statistics.fileSize += Int64(batch.bytes)
             state.statistics.lastSeq = lastSeq
-            state.statistics.lastHash = String(decoding: lastHash, as: UTF8.self)
+            state.durableHash = lastHash
             var ready: [Waiter] = []
             state.waiters.removeAll { waiter in
                 guard waiter.seq <= lastSeq else { return false }

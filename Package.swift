@@ -24,6 +24,7 @@ let package = Package(
         .library(name: "CarteiraJournal", targets: ["CarteiraJournal"]),
         .library(name: "CarteiraServer", targets: ["CarteiraServer"]),
         .library(name: "CarteiraClient", targets: ["CarteiraClient"]),
+        .library(name: "CarteiraTerminal", targets: ["CarteiraTerminal"]),
         .library(name: "CarteiraConsole", targets: ["CarteiraConsole"]),
     ],
     // `swift build --traits Postgres` adds the PostgreSQL journal
@@ -75,7 +76,11 @@ let package = Package(
             name: "CReadline",
             providers: [.apt(["libreadline-dev"])]
         ),
-        .target(name: "CarteiraConsole", dependencies: ["CarteiraCore", "CReadline"], swiftSettings: swiftSettings),
+        // What the console and the peer client share on a terminal: the
+        // readline line editor, tables, the record view, the pager, times.
+        .target(name: "CarteiraTerminal", dependencies: ["CarteiraCore", "CReadline"], swiftSettings: swiftSettings),
+        .target(
+            name: "CarteiraConsole", dependencies: ["CarteiraCore", "CarteiraTerminal"], swiftSettings: swiftSettings),
         .target(
             name: "CarteiraClient",
             dependencies: [
@@ -101,6 +106,7 @@ let package = Package(
             name: "carteira-server",
             dependencies: [
                 "CarteiraCore", "CarteiraProtocol", "CarteiraJournal", "CarteiraServer", "CarteiraConsole",
+                "CarteiraTerminal",
                 .target(name: "CarteiraPostgres", condition: .when(traits: ["Postgres"])),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -114,7 +120,7 @@ let package = Package(
         .executableTarget(
             name: "carteira",
             dependencies: [
-                "CarteiraCore", "CarteiraProtocol", "CarteiraClient", "CarteiraConsole",
+                "CarteiraCore", "CarteiraProtocol", "CarteiraClient", "CarteiraTerminal",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -141,7 +147,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
-            name: "CarteiraConsoleTests", dependencies: ["CarteiraConsole", "CarteiraTestSupport"],
+            name: "CarteiraTerminalTests", dependencies: ["CarteiraTerminal", "CarteiraCore", "CarteiraTestSupport"],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "CarteiraConsoleTests",
+            dependencies: ["CarteiraConsole", "CarteiraTerminal", "CarteiraCore", "CarteiraTestSupport"],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "CarteiraClientTests",

@@ -40,7 +40,7 @@ let package = Package(
         fuzzTarget(
             "fuzz-journal-file", ["CarteiraCore", "CarteiraJournal"],
             extra: [.product(name: "Crypto", package: "swift-crypto")]),
-        fuzzTarget("fuzz-console", ["CarteiraCore", "CarteiraConsole"]),
+        fuzzTarget("fuzz-console", ["CarteiraCore", "CarteiraConsole", "CarteiraTerminal"]),
         fuzzTarget("fuzz-server-line", ["CarteiraCore", "CarteiraProtocol"]),
     ]
 )

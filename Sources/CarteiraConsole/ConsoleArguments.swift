@@ -1,4 +1,5 @@
 import CarteiraCore
+import CarteiraTerminal
 
 /// A command line that cannot run: one clear line for the operator.
 struct ConsoleError: Error {
@@ -101,12 +102,12 @@ struct ParsedArguments {
             self.sort = sort
         case .at:
             guard let point = PointInTime(value) else {
-                throw ConsoleError("\(name) takes a seq or a time, \(ConsoleTime.inputForms); not \(value.prefix(40))")
+                throw ConsoleError("\(name) takes a seq or a time, \(TerminalTime.inputForms); not \(value.prefix(40))")
             }
             at = point
         case .since, .until:
-            guard let time = ConsoleTime.parse(value) else {
-                throw ConsoleError("\(name) takes a time, \(ConsoleTime.inputForms); not \(value.prefix(40))")
+            guard let time = TerminalTime.parse(value) else {
+                throw ConsoleError("\(name) takes a time, \(TerminalTime.inputForms); not \(value.prefix(40))")
             }
             if option == .since { since = time } else { until = time }
             if let since, let until, until < since {

@@ -1,4 +1,5 @@
 public import CarteiraCore
+public import CarteiraTerminal
 
 /// What the console asks of the running server. The server implements it on
 /// top of its ledger service, sessions and journal; tests use a fake.

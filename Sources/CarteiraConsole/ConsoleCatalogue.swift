@@ -1,3 +1,5 @@
+import CarteiraTerminal
+
 /// What the console prints for one command line and what happens next.
 public struct ConsoleOutput: Sendable, Hashable {
     public enum Action: Sendable, Hashable {
@@ -41,6 +43,7 @@ public struct ConsoleCommand: Sendable, Hashable {
         case help, machines, machine, balance, history, statement, tx, sessions, stats, rotate, verify
         case expanded = "\\x"
         case timing = "\\timing"
+        case pager = "\\pager"
         case shutdown, quit
     }
 
@@ -113,6 +116,10 @@ public struct ConsoleCommand: Sendable, Hashable {
             argument: .toggle),
         ConsoleCommand(
             id: .timing, usage: "\\timing [on|off]", summary: "prints how long each command took", argument: .toggle),
+        ConsoleCommand(
+            id: .pager, usage: "\\pager [on|off]",
+            summary: "long output on a terminal goes through $PAGER (default less -FRX), or is printed as it is",
+            argument: .toggle),
         ConsoleCommand(
             id: .shutdown, usage: "shutdown",
             summary: "stops the server gracefully (asks again while sessions are open)"),

@@ -1,22 +1,14 @@
 import CarteiraCore
+public import CarteiraTerminal
 import Synchronization
 
-/// How tables are shown: `\x`.
-public enum ExpandedMode: String, Sendable, Hashable {
-    /// Every table as one record per row.
-    case on
-    /// Always tables.
-    case off
-    /// Records when a table is wider than the terminal.
-    case auto
-}
-
-/// What a console session remembers between commands: `\x`, `\timing`, the
-/// terminal's width, and a `shutdown` waiting to be confirmed.
+/// What a console session remembers between commands: `\x`, `\timing`,
+/// `\pager`, and a `shutdown` waiting to be confirmed.
 final class ConsoleSettings: Sendable {
     struct State {
         var expanded = ExpandedMode.auto
         var timing = false
+        var pager = true
         var shutdownAsked = false
     }
 
@@ -43,7 +35,7 @@ public struct ConsoleInterpreter: Sendable {
     static let machinesDefaultLimit = 1000
 
     public init(
-        backend: any ConsoleBackend, time: @escaping TimeFormatter = ConsoleTime.local,
+        backend: any ConsoleBackend, time: @escaping TimeFormatter = TerminalTime.local,
         width: @escaping @Sendable () -> Int? = { nil }, confirmsShutdown: Bool = false,
         clock: @escaping @Sendable () -> UInt64 = { monotonicNanoseconds() }
     ) {
@@ -53,6 +45,9 @@ public struct ConsoleInterpreter: Sendable {
         self.confirmsShutdown = confirmsShutdown
         self.clock = clock
     }
+
+    /// `\pager`: whether long output on a terminal may go through the pager.
+    public var pagerOn: Bool { settings.state.withLock { $0.pager } }
 
     /// True for a line that is not kept in the history (`shutdown`, `quit`):
     /// Up then Enter must never stop the server by accident.
@@ -178,6 +173,16 @@ public struct ConsoleInterpreter: Sendable {
                 return state.timing
             }
             return ConsoleOutput("Timing is \(on ? "on" : "off").", stream: .diagnostics)
+        case .pager:
+            let value = try atMostOne()?.lowercased()
+            guard value == nil || value == "on" || value == "off" else {
+                throw ConsoleError("\\pager takes on or off, not \(value?.prefix(40) ?? "")")
+            }
+            let on = settings.state.withLock { state in
+                state.pager = value.map { $0 == "on" } ?? !state.pager
+                return state.pager
+            }
+            return ConsoleOutput(on ? "Pager is used for long output." : "Pager usage is off.", stream: .diagnostics)
         case .shutdown, .quit:
             try none()
             if confirmsShutdown && command.id == .shutdown {
@@ -209,7 +214,7 @@ public struct ConsoleInterpreter: Sendable {
                 (["commands (names in any case; exit or \\q is quit, ? or \\? is help):"] + lines.map { "  " + $0 }
                 + [
                     "(--format csv|json prints rows for programs: money in *_cents, times in UTC ISO 8601)",
-                    "(TIME is \(ConsoleTime.inputForms); quote it or write the date and the time as two words)",
+                    "(TIME is \(TerminalTime.inputForms); quote it or write the date and the time as two words)",
                 ])
                 .joined(separator: "\n")
         }
@@ -466,20 +471,10 @@ public struct ConsoleInterpreter: Sendable {
 
     // MARK: Rendering
 
-    /// Rows for people: a table with a row-count footer, or one record per
-    /// row when `\x` says so (or, on auto, when the table is too wide).
+    /// Rows for people: a table with a row-count footer, or records as `\x` says.
     private func table(_ rows: Rows, footer: Bool = true) -> String {
-        let count = rows.rows.count == 1 ? "(1 row)" : "(\(rows.rows.count) rows)"
-        let mode = settings.state.withLock { $0.expanded }
-        let text = rows.renderTable(time: time)
-        let tooWide: Bool
-        if mode == .auto, let width = width() {
-            tooWide = text.split(separator: "\n").contains { $0.count > width }
-        } else {
-            tooWide = false
-        }
-        let body = (mode == .on || tooWide) && !rows.rows.isEmpty ? rows.renderRecords(time: time) : text
-        return footer ? body + "\n" + count : body
+        rows.renderForPeople(
+            expanded: settings.state.withLock { $0.expanded }, width: width(), footer: footer, time: time)
     }
 
     // MARK: Helpers

@@ -4,6 +4,7 @@
     import Darwin
 #endif
 import CarteiraCore
+public import CarteiraTerminal
 import Synchronization
 
 /// Runs the admin console: reads commands from the line editor (a terminal)
@@ -38,6 +39,12 @@ public final class ConsoleRunner: Sendable {
     private let diagnostics: Int32
     private let completionWords = CompletionWords()
     private let editor = Mutex<LineEditor?>(nil)
+    private let pager: Pager
+    /// Lines printed while the pager shows a command's output: printed
+    /// after it, so they do not garble its screen. Nil when not paging.
+    private let heldWhilePaging = Mutex<[String]?>(nil)
+    /// `printAbove` lines held while paging; more are dropped.
+    static let heldLimit = 1000
 
     /// - Parameters:
     ///   - interactive: true when `input` is a terminal (see `isTerminal(fd:)`):
@@ -47,13 +54,16 @@ public final class ConsoleRunner: Sendable {
     ///   - diagnostics: on a pipe, where everything else goes (errors,
     ///     "shutting down", `printAbove`), so `output` carries only what a
     ///     script parses; on a terminal everything is printed above the prompt.
+    ///   - pager: on a terminal, long output goes through it (`\pager`);
+    ///     `$PAGER`, else `less`, else `more` unless given.
     public init(
         backend: any ConsoleBackend, interactive: Bool, historyPath: String? = ConsoleRunner.defaultHistoryPath(),
-        time: @escaping TimeFormatter = ConsoleTime.local, input: Int32 = 0,
-        output: Int32 = 1, diagnostics: Int32 = 2
+        time: @escaping TimeFormatter = TerminalTime.local, input: Int32 = 0,
+        output: Int32 = 1, diagnostics: Int32 = 2, pager: PagerCommand? = PagerCommand.fromEnvironment()
     ) {
         let terminal = output
-        let width: @Sendable () -> Int? = { interactive ? terminalColumns(terminal) : nil }
+        let width: @Sendable () -> Int? = { interactive ? Terminal.columns(fd: terminal) : nil }
+        self.pager = Pager(command: pager, output: output, diagnostics: diagnostics)
         self.interpreter = ConsoleInterpreter(
             backend: backend, time: time, width: width, confirmsShutdown: interactive)
         self.interactive = interactive
@@ -62,8 +72,6 @@ public final class ConsoleRunner: Sendable {
         self.output = output
         self.diagnostics = diagnostics
     }
-
-    public static func isTerminal(fd: Int32) -> Bool { isatty(fd) == 1 }
 
     /// `$CARTEIRA_HISTORY`, else `~/.carteira_history`; nil without a home.
     public static func defaultHistoryPath() -> String? {
@@ -80,6 +88,12 @@ public final class ConsoleRunner: Sendable {
     /// Prints a line (a log line, a banner) above the prompt, or to the
     /// diagnostics stream when no prompt is shown. From any thread.
     public func printAbove(_ text: String) {
+        let held = heldWhilePaging.withLock { held -> Bool in
+            guard held != nil else { return false }
+            if held?.count ?? 0 < Self.heldLimit { held?.append(text) }
+            return true
+        }
+        if held { return }
         if let editor = editor.withLock({ $0 }) {
             editor.printAbove(text)
         } else {
@@ -138,8 +152,16 @@ public final class ConsoleRunner: Sendable {
         }
         await refreshCompletions()
         return await withTaskCancellationHandler {
+            let paging = DedicatedThread(name: "carteira-pager")
             while let line = await lineEditor.nextLine() {
-                if let ending = await execute(line, print: { text, _ in lineEditor.printAbove(text) }) {
+                let print = { (text: String, stream: ConsoleOutput.Stream) async in
+                    if stream == .output, self.interpreter.pagerOn, self.pager.wouldPage(text) {
+                        await self.page(text, on: paging)
+                    } else {
+                        lineEditor.printAbove(text)
+                    }
+                }
+                if let ending = await execute(line, print: print) {
                     return ending
                 }
                 await refreshCompletions()
@@ -154,9 +176,9 @@ public final class ConsoleRunner: Sendable {
     }
 
     /// Runs one line and prints its output; the ending if the console ends.
-    private func execute(_ line: String, print: (String, ConsoleOutput.Stream) -> Void) async -> Ending? {
+    private func execute(_ line: String, print: (String, ConsoleOutput.Stream) async -> Void) async -> Ending? {
         let result = await interpreter.run(line)
-        if !result.text.isEmpty { print(result.text, result.stream) }
+        if !result.text.isEmpty { await print(result.text, result.stream) }
         switch result.action {
         case .continue:
             return nil
@@ -164,6 +186,19 @@ public final class ConsoleRunner: Sendable {
             await interpreter.backend.shutdown()
             return .shutdown
         }
+    }
+
+    /// Shows `text` through the pager, between two prompts (readline is
+    /// not reading, so the terminal is the pager's), holding lines printed
+    /// meanwhile until it exits.
+    private func page(_ text: String, on thread: DedicatedThread) async {
+        heldWhilePaging.withLock { $0 = [] }
+        await thread.run { [pager] in pager.print(text) }
+        let held = heldWhilePaging.withLock { held in
+            defer { held = nil }
+            return held ?? []
+        }
+        for line in held { printAbove(line) }
     }
 
     private func refreshCompletions() async {
@@ -176,13 +211,6 @@ public final class ConsoleRunner: Sendable {
 
     /// Tab offers the newest transfers' ids after `tx`.
     static let transfersCompleted = 100
-}
-
-/// The terminal's width in columns, or nil when it cannot be read.
-func terminalColumns(_ fd: Int32) -> Int? {
-    var size = winsize()
-    guard ioctl(fd, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 0 else { return nil }
-    return Int(size.ws_col)
 }
 
 /// The machine names and keys Tab offers, refreshed after each command so

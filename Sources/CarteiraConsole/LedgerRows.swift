@@ -1,4 +1,5 @@
 public import CarteiraCore
+public import CarteiraTerminal
 
 /// The rows the console and the off-line `journal` tools print, built in one
 /// place so both show the same columns, in the same order, with the same

@@ -2,6 +2,7 @@ public import ArgumentParser
 import CarteiraConsole
 import CarteiraCore
 import CarteiraServer
+import CarteiraTerminal
 public import Logging
 import NIOCore
 import NIOPosix
@@ -160,7 +161,7 @@ struct Serve: AsyncParsableCommand {
             throw ExitCode(1)
         }
         let address = "\(host):\(server.port)"
-        let onTerminal = ConsoleRunner.isTerminal(fd: STDIN_FILENO)
+        let onTerminal = Terminal.isTerminal(fd: STDIN_FILENO)
         let consoleOn = self.console ?? onTerminal
         // With a console, standard output carries only its commands' output
         // (`printf 'machines --format json\n' | carteira-server --console | jq .`).

@@ -2,6 +2,7 @@ public import ArgumentParser
 public import CarteiraConsole
 import CarteiraCore
 public import CarteiraJournal
+public import CarteiraTerminal
 import Foundation
 
 /// `carteira-server journal verify|replay|statement|repair [DIR]`: the
@@ -22,7 +23,7 @@ struct JournalDirectory: ParsableArguments {
 
 extension OutputFormat: ExpressibleByArgument {}
 
-/// `--at SEQ|TIME` and friends: a `seq`, or a time as `ConsoleTime.parse` reads it.
+/// `--at SEQ|TIME` and friends: a `seq`, or a time as `TerminalTime.parse` reads it.
 extension PointInTime: ExpressibleByArgument {
     public init?(argument: String) {
         self.init(argument)
@@ -41,7 +42,7 @@ struct TimeArgument: ExpressibleByArgument {
     var timestamp: Timestamp
 
     init?(argument: String) {
-        guard let timestamp = ConsoleTime.parse(argument) else { return nil }
+        guard let timestamp = TerminalTime.parse(argument) else { return nil }
         self.timestamp = timestamp
     }
 
@@ -97,7 +98,7 @@ extension JournalCommand {
         @Option(
             help: ArgumentHelp(
                 "Stop after the line with this seq, or after the last line not later than this time "
-                    + "(\(ConsoleTime.inputForms)). The journal is never changed.",
+                    + "(\(TerminalTime.inputForms)). The journal is never changed.",
                 valueName: "seq|time"))
         var at: PointInTime?
 
@@ -107,7 +108,7 @@ extension JournalCommand {
         func run() throws {
             let summary = try reportingFailure { try JournalReplayAt.replay(journal.directory, at: at) }
             let rows = LedgerRows.machines(summary.ledger.machines.values.sorted { $0.name < $1.name })
-            var text = rows.render(format, time: ConsoleTime.local)
+            var text = rows.render(format, time: TerminalTime.local)
             if format == .table {
                 text += "\n" + JournalRows.footer(rows: rows.rows.count, summary: summary, asked: at)
             }
@@ -125,7 +126,7 @@ extension JournalCommand {
 
         @OptionGroup var journal: JournalDirectory
 
-        @Option(help: ArgumentHelp("From this time on (\(ConsoleTime.inputForms)).", valueName: "time"))
+        @Option(help: ArgumentHelp("From this time on (\(TerminalTime.inputForms)).", valueName: "time"))
         var since: TimeArgument?
 
         @Option(help: ArgumentHelp("Up to this time.", valueName: "time"))
@@ -153,7 +154,7 @@ extension JournalCommand {
                 printError("error: no machine named \(machine)\(when) in \(JournalSource.name(journal.directory))")
                 throw ExitCode.failure
             }
-            print(statement.render(format, time: ConsoleTime.local))
+            print(statement.render(format, time: TerminalTime.local))
         }
     }
 
@@ -310,7 +311,7 @@ enum JournalRows {
         // The table: the summary record, one line per anchor, the verdict.
         record.fields.removeLast(4)
         record.rows[0].removeLast(4)
-        var lines = [record.renderRecord(time: ConsoleTime.local)]
+        var lines = [record.renderRecord(time: TerminalTime.local)]
         if report.summary.passedOverIncompleteLine {
             lines.append("note: a live server's incomplete last line was passed over")
         }
@@ -344,7 +345,7 @@ enum JournalRows {
     /// Under `replay`'s table: how many rows, and the point they are as of.
     static func footer(rows: Int, summary: VerifySummary, asked: PointInTime?) -> String {
         let count = rows == 1 ? "(1 row)" : "(\(rows) rows)"
-        let when = summary.lastAt.map { " at \(ConsoleTime.localWithZone($0))" } ?? ""
+        let when = summary.lastAt.map { " at \(TerminalTime.localWithZone($0))" } ?? ""
         let point = asked.map { " as asked, \($0)" } ?? ""
         return "\(count) as of seq \(summary.lastSeq)\(when), hash \(summary.lastHash)\(point)"
     }

@@ -2,6 +2,7 @@ import CarteiraConsole
 import CarteiraCore
 import CarteiraJournal
 import CarteiraServer
+import CarteiraTerminal
 
 /// The admin console's view of the running server: reads come from the
 /// ledger service and are shown only once what they reflect is durable.

@@ -1,6 +1,6 @@
 import ArgumentParser
 import CarteiraClient
-import CarteiraConsole
+import CarteiraTerminal
 import CarteiraCore
 import CarteiraProtocol
 import Foundation
@@ -308,7 +308,7 @@ struct RequestPayment: AsyncParsableCommand {
         let reference = reference?.trimmingCharacters(in: .whitespaces) ?? freshReference()
         let me = try await options.withSession { try await $0.whoami() }
         let request = PaymentRequest(key: me.key, machine: me.machine, amount: amount, reference: reference, city: city)
-        let expiry = "key expires in \(timeLeft(until: me.keyExpires)), at \(ConsoleTime.local(me.keyExpires))"
+        let expiry = "key expires in \(timeLeft(until: me.keyExpires)), at \(TerminalTime.local(me.keyExpires))"
         if options.json {
             Output(json: true).emit(
                 text: "",
@@ -419,6 +419,14 @@ struct History: AsyncParsableCommand {
 
     func run() async throws {
         let statement = try await options.withSession { try await $0.statement(limit: limit) }
+        guard options.json else {
+            // On a terminal, a statement longer (or wider) than the screen
+            // goes through the pager, as psql's results do (docs/client.md).
+            let text = statementTable(statement)
+            fflush(nil)
+            await DedicatedThread(name: "carteira-pager").run { Pager().print(text) }
+            return
+        }
         Output(json: options.json).emit(
             text: statementTable(statement),
             json: .fields([
@@ -452,7 +460,7 @@ func statementTable(_ statement: Statement) -> String {
     ])
     for line in statement.lines {
         table.append([
-            ConsoleTime.local(line.entry.at), (line.received ? "received from " : "sent to ") + line.counterparty.text,
+            TerminalTime.local(line.entry.at), (line.received ? "received from " : "sent to ") + line.counterparty.text,
             signed(line.change), line.balanceAfter.brl, line.entry.tx.text,
         ])
     }
@@ -504,7 +512,7 @@ func describe(_ push: Push) -> String {
 }
 
 func describeMissed(_ entry: HistoryEntry) -> String {
-    "Received \(entry.amount.brl) from \(entry.from) at \(ConsoleTime.local(entry.at)), while reconnecting (tx \(entry.tx))"
+    "Received \(entry.amount.brl) from \(entry.from) at \(TerminalTime.local(entry.at)), while reconnecting (tx \(entry.tx))"
 }
 
 func missedJSON(_ entry: HistoryEntry) -> JSON {

@@ -1,5 +1,5 @@
 import CarteiraClient
-import CarteiraConsole
+import CarteiraTerminal
 import CarteiraCore
 import CarteiraProtocol
 import Foundation

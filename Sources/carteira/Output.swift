@@ -1,4 +1,4 @@
-import CarteiraConsole
+import CarteiraTerminal
 import CarteiraCore
 import Foundation
 

@@ -1,5 +1,6 @@
 import CarteiraConsole
 import CarteiraCore
+import CarteiraTerminal
 import Foundation
 import Testing
 
@@ -112,7 +113,7 @@ struct ConsoleInterpreterTests {
                 kind: .keyRotated(
                     Event.KeyRotation(
                         machine: Fixture.gamma, key: Fixture.rotatedKey, expires: Fixture.at(600), reason: .admin))))
-        let console = ConsoleInterpreter(backend: FakeBackend(ledger: ledger), time: ConsoleTime.utc)
+        let console = ConsoleInterpreter(backend: FakeBackend(ledger: ledger), time: TerminalTime.utc)
         #expect(
             await console.run("balance \(Fixture.gammaKey.text)").text
                 == "gamma: R$ 100,00 (a replaced key; its current key is \(Fixture.rotatedKey))")

@@ -1,5 +1,6 @@
 @testable import CarteiraConsole
 import CarteiraCore
+import CarteiraTerminal
 import Foundation
 import Synchronization
 import Testing
@@ -59,7 +60,7 @@ struct ConsolePsqlTests {
                 == .error("history: --until is before --since"))
         #expect(
             await console.run("history --since yesterday")
-                == .error("history: --since takes a time, \(ConsoleTime.inputForms); not yesterday"))
+                == .error("history: --since takes a time, \(TerminalTime.inputForms); not yesterday"))
         #expect(await console.run("history --from nobody") == .error("no machine named nobody"))
         #expect(await console.run("history --since \"2026-11-26") == .error("a quote \" is not closed"))
     }
@@ -85,7 +86,7 @@ struct ConsolePsqlTests {
             await console.run("balance alpha --at 99") == .error("balance: the journal ends at seq 5, before seq 99"))
         #expect(
             await console.run("balance alpha --at soon")
-                == .error("balance: --at takes a seq or a time, \(ConsoleTime.inputForms); not soon"))
+                == .error("balance: --at takes a seq or a time, \(TerminalTime.inputForms); not soon"))
     }
 
     @Test("statement: opening, each line with the running balance, closing and totals")
@@ -126,7 +127,7 @@ struct ConsolePsqlTests {
     @Test("\\x on shows records, off tables, auto records only when too wide for the terminal")
     func expandedDisplay() async throws {
         let backend = FakeBackend(ledger: try Fixture.ledger())
-        let console = ConsoleInterpreter(backend: backend, time: ConsoleTime.utc, width: { 80 })
+        let console = ConsoleInterpreter(backend: backend, time: TerminalTime.utc, width: { 80 })
         #expect(await console.run("sessions").text.contains("remote address"))
         // The machines table is 117 columns: auto makes records on 80.
         let machines = await console.run("machines").text
@@ -150,7 +151,7 @@ struct ConsolePsqlTests {
             }
         }
         let console = ConsoleInterpreter(
-            backend: FakeBackend(ledger: try Fixture.ledger()), time: ConsoleTime.utc, clock: clock)
+            backend: FakeBackend(ledger: try Fixture.ledger()), time: TerminalTime.utc, clock: clock)
         #expect(await console.run("\\timing on").text == "Timing is on.\nTime: 1.234 ms")
         #expect(await console.run("balance beta").text == "beta: R$ 111,84\nTime: 1.234 ms")
         #expect(await console.run("\\timing").text == "Timing is off.")
@@ -158,10 +159,25 @@ struct ConsolePsqlTests {
         #expect(await console.run("\\timing maybe") == .error("\\timing takes on or off, not maybe"))
     }
 
+    @Test("\\pager turns the pager off and on; it starts on; anything but on or off is refused")
+    func pagerToggle() async throws {
+        let console = ConsoleInterpreter(backend: FakeBackend(ledger: try Fixture.ledger()), time: TerminalTime.utc)
+        #expect(console.pagerOn)
+        #expect(await console.run("\\pager") == ConsoleOutput("Pager usage is off.", stream: .diagnostics))
+        #expect(!console.pagerOn)
+        #expect(
+            await console.run("\\PAGER on") == ConsoleOutput("Pager is used for long output.", stream: .diagnostics))
+        #expect(console.pagerOn)
+        #expect(await console.run("\\pager off").text == "Pager usage is off.")
+        #expect(await console.run("\\pager always") == .error("\\pager takes on or off, not always"))
+        #expect(!console.pagerOn)
+        #expect(await console.run("help \\pager").text.hasPrefix("usage: \\pager [on|off]"))
+    }
+
     @Test("shutdown asks again while sessions are open on a terminal; anything else in between cancels")
     func shutdownConfirmation() async throws {
         let backend = FakeBackend(ledger: try Fixture.ledger())
-        let console = ConsoleInterpreter(backend: backend, time: ConsoleTime.utc, confirmsShutdown: true)
+        let console = ConsoleInterpreter(backend: backend, time: TerminalTime.utc, confirmsShutdown: true)
         let asked = ConsoleOutput("2 sessions are open; type shutdown again to stop the server", stream: .diagnostics)
         #expect(await console.run("shutdown") == asked)
         _ = await console.run("stats")
@@ -177,22 +193,22 @@ struct ConsolePsqlTests {
 
     @Test("times read as local YYYY-MM-DD[ HH:MM[:SS]] or ISO 8601 with a zone; anything else is refused")
     func timeParsing() {
-        #expect(ConsoleTime.parse("2026-11-26T19:22:09Z") == Timestamp(iso8601: "2026-11-26T19:22:09.000Z"))
-        #expect(ConsoleTime.parse("2026-11-26T19:22:09.123Z") == Timestamp(iso8601: "2026-11-26T19:22:09.123Z"))
-        #expect(ConsoleTime.parse("2026-11-26T16:22:09-03:00") == Timestamp(iso8601: "2026-11-26T19:22:09.000Z"))
+        #expect(TerminalTime.parse("2026-11-26T19:22:09Z") == Timestamp(iso8601: "2026-11-26T19:22:09.000Z"))
+        #expect(TerminalTime.parse("2026-11-26T19:22:09.123Z") == Timestamp(iso8601: "2026-11-26T19:22:09.123Z"))
+        #expect(TerminalTime.parse("2026-11-26T16:22:09-03:00") == Timestamp(iso8601: "2026-11-26T19:22:09.000Z"))
         for local in ["2026-11-26", "2026-11-26 19:22", "2026-11-26 19:22:09", "2026-11-26T19:22"] {
-            let parsed = ConsoleTime.parse(local)
+            let parsed = TerminalTime.parse(local)
             #expect(parsed != nil, "\(local)")
             // Shown back in local time, it reads the same.
             if let parsed {
-                #expect(ConsoleTime.local(parsed).hasPrefix(local.replacingOccurrences(of: "T", with: " ")))
+                #expect(TerminalTime.local(parsed).hasPrefix(local.replacingOccurrences(of: "T", with: " ")))
             }
         }
         for bad in [
             "", "yesterday", "2026-13-01", "2026-02-30", "2026-11-26 25:00", "2026-11-26 19", "2026-11-26Z1",
             "2026-11-26T19:22:09+3", "20261126",
         ] {
-            #expect(ConsoleTime.parse(bad) == nil, "\(bad)")
+            #expect(TerminalTime.parse(bad) == nil, "\(bad)")
         }
         #expect(PointInTime("42") == .seq(42))
         #expect(PointInTime("2026-11-26T19:22:09Z") == .time(Timestamp(iso8601: "2026-11-26T19:22:09.000Z")!))

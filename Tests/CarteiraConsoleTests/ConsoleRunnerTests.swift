@@ -1,5 +1,6 @@
 @testable import CarteiraConsole
 import CarteiraCore
+import CarteiraTerminal
 import Foundation
 import Testing
 
@@ -20,7 +21,7 @@ struct ConsoleRunnerTests {
         let output = Pipe()
         let diagnostics = Pipe()
         let runner = ConsoleRunner(
-            backend: backend, interactive: false, historyPath: nil, time: ConsoleTime.utc,
+            backend: backend, interactive: false, historyPath: nil, time: TerminalTime.utc,
             input: input.fileHandleForReading.fileDescriptor, output: output.fileHandleForWriting.fileDescriptor,
             diagnostics: diagnostics.fileHandleForWriting.fileDescriptor)
         runner.printAbove("a log line")
@@ -48,7 +49,7 @@ struct ConsoleRunnerTests {
         let output = Pipe()
         let diagnostics = Pipe()
         let runner = ConsoleRunner(
-            backend: backend, interactive: false, historyPath: nil, time: ConsoleTime.utc,
+            backend: backend, interactive: false, historyPath: nil, time: TerminalTime.utc,
             input: input.fileHandleForReading.fileDescriptor, output: output.fileHandleForWriting.fileDescriptor,
             diagnostics: diagnostics.fileHandleForWriting.fileDescriptor)
         #expect(await runner.run() == .shutdown)
@@ -68,7 +69,7 @@ struct ConsoleRunnerTests {
         let input = inputPipe("", close: false)
         let output = Pipe()
         let runner = ConsoleRunner(
-            backend: backend, interactive: false, historyPath: nil, time: ConsoleTime.utc,
+            backend: backend, interactive: false, historyPath: nil, time: TerminalTime.utc,
             input: input.fileHandleForReading.fileDescriptor, output: output.fileHandleForWriting.fileDescriptor)
         let task = Task { await runner.run() }
         task.cancel()
@@ -76,21 +77,10 @@ struct ConsoleRunnerTests {
         #expect(await backend.shutdowns == 0)
     }
 
-    @Test("the pipe reader cuts an over-long line, drops \\r, and keeps a last line without a newline")
-    func readerLimits() throws {
-        let long = String(repeating: "x", count: 10_000)
-        let input = inputPipe("\(long)\nstats\r\nlast")
-        let reader = try FileLineReader(fd: input.fileHandleForReading.fileDescriptor)
-        #expect(reader.readLine() == String(repeating: "x", count: FileLineReader.maximumLineBytes))
-        #expect(reader.readLine() == "stats")
-        #expect(reader.readLine() == "last")
-        #expect(reader.readLine() == nil)
-    }
-
     @Test("the history path comes from CARTEIRA_HISTORY, else the home directory; isTerminal is false on a pipe")
     func environment() {
         let pipe = Pipe()
-        #expect(!ConsoleRunner.isTerminal(fd: pipe.fileHandleForReading.fileDescriptor))
+        #expect(!Terminal.isTerminal(fd: pipe.fileHandleForReading.fileDescriptor))
         let path = ConsoleRunner.defaultHistoryPath()
         if let override = ProcessInfo.processInfo.environment["CARTEIRA_HISTORY"], !override.isEmpty {
             #expect(path == override)

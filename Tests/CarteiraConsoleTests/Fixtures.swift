@@ -1,5 +1,6 @@
 import CarteiraConsole
 import CarteiraCore
+import CarteiraTerminal
 import CarteiraTestSupport
 import Foundation
 import Testing
@@ -141,7 +142,7 @@ actor FakeBackend: ConsoleBackend {
 
 func makeInterpreter() throws -> (ConsoleInterpreter, FakeBackend) {
     let backend = FakeBackend(ledger: try Fixture.ledger())
-    return (ConsoleInterpreter(backend: backend, time: ConsoleTime.utc), backend)
+    return (ConsoleInterpreter(backend: backend, time: TerminalTime.utc), backend)
 }
 
 /// The JSON output parsed back: one array of objects.

@@ -1,4 +1,5 @@
 import CarteiraConsole
+import CarteiraTerminal
 import CarteiraCore
 import Dispatch
 import Foundation
@@ -52,7 +53,7 @@ func runBlocking(_ line: String) -> ConsoleOutput {
     let result = Mutex<ConsoleOutput?>(nil)
     Task {
         let interpreter = ConsoleInterpreter(
-            backend: FixedBackend(ledger: Fixture.ledger), time: ConsoleTime.utc, clock: { 0 })
+            backend: FixedBackend(ledger: Fixture.ledger), time: TerminalTime.utc, clock: { 0 })
         let output = await interpreter.run(line)
         result.withLock { $0 = output }
         done.signal()

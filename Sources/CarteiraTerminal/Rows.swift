@@ -7,6 +7,16 @@ public enum OutputFormat: String, Sendable, Hashable, CaseIterable {
     case json
 }
 
+/// How rows are shown to people (psql's `\x`).
+public enum ExpandedMode: String, Sendable, Hashable, CaseIterable {
+    /// Every table as one record per row.
+    case on
+    /// Always tables.
+    case off
+    /// Records when a table is wider than the terminal.
+    case auto
+}
+
 /// One value in a row. It knows how to show itself to people (table) and to
 /// programs (CSV, JSON): money as integer centavos, times as UTC ISO 8601.
 public enum Cell: Sendable, Hashable {
@@ -93,6 +103,24 @@ public struct Rows: Sendable, Hashable {
         }.joined(separator: "\n")
     }
 
+    /// The rows for people, as psql shows them: a table with a row-count
+    /// footer (`(3 rows)`), or one record per row when `expanded` says so
+    /// (`.on`, or `.auto` and the table is wider than `width` columns).
+    public func renderForPeople(
+        expanded: ExpandedMode, width: Int?, footer: Bool = true, time: TimeFormatter
+    ) -> String {
+        let count = rows.count == 1 ? "(1 row)" : "(\(rows.count) rows)"
+        let text = renderTable(time: time)
+        let tooWide: Bool
+        if expanded == .auto, let width {
+            tooWide = text.split(separator: "\n").contains { $0.count > width }
+        } else {
+            tooWide = false
+        }
+        let body = (expanded == .on || tooWide) && !rows.isEmpty ? renderRecords(time: time) : text
+        return footer ? body + "\n" + count : body
+    }
+
     public func renderCSV() -> String {
         var lines = [fields.map { csvQuoted($0.name) }.joined(separator: ",")]
         for row in rows {
@@ -137,7 +165,7 @@ extension Cell {
         case let .hundredths(value): return hundredthsText(value)
         case let .money(amount): return amount.brl
         case let .time(timestamp): return format(timestamp)
-        case let .seconds(seconds): return ConsoleTime.duration(seconds: seconds)
+        case let .seconds(seconds): return TerminalTime.duration(seconds: seconds)
         case let .rows(nested): return "\(nested.rows.count) rows"
         }
     }

@@ -54,11 +54,11 @@ public final class LineEditor: Sendable {
             return true
         }
         guard claimed else { throw LineEditorError.alreadyOpen }
-        do throws(ConsoleIOError) {
+        do throws(TerminalIOError) {
             wakePipe = try WakePipe()
             guard carteira_rl_use_descriptors(input, output) == 0 else {
                 wakePipe.close()
-                throw ConsoleIOError("fdopen", errno: errno)
+                throw TerminalIOError("fdopen", errno: errno)
             }
         } catch {
             shared.withLock { $0 = SharedState() }
@@ -281,7 +281,7 @@ public final class LineEditor: Sendable {
 public enum LineEditorError: Error, Sendable, Hashable {
     /// Readline is process-wide: one editor at a time.
     case alreadyOpen
-    case system(ConsoleIOError)
+    case system(TerminalIOError)
 }
 
 private struct EditorState: Sendable {

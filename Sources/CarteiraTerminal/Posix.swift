@@ -11,9 +11,9 @@ struct WakePipe: Sendable {
     let readEnd: Int32
     let writeEnd: Int32
 
-    init() throws(ConsoleIOError) {
+    init() throws(TerminalIOError) {
         var fds: [Int32] = [-1, -1]
-        guard pipe(&fds) == 0 else { throw ConsoleIOError("pipe", errno: errno) }
+        guard pipe(&fds) == 0 else { throw TerminalIOError("pipe", errno: errno) }
         for fd in fds {
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
@@ -88,7 +88,7 @@ public func writeAll(_ fd: Int32, _ text: String) {
 }
 
 /// A system call that failed, with its errno.
-public struct ConsoleIOError: Error, Sendable, Hashable, CustomStringConvertible {
+public struct TerminalIOError: Error, Sendable, Hashable, CustomStringConvertible {
     public var operation: String
     public var errno: Int32
 
@@ -103,25 +103,25 @@ public struct ConsoleIOError: Error, Sendable, Hashable, CustomStringConvertible
 /// Reads lines from a file descriptor (a pipe or file) on the calling
 /// thread, with no prompt and no echo. `close()` from any thread ends a
 /// blocked `readLine()`.
-final class FileLineReader: Sendable {
+public final class FileLineReader: Sendable {
     /// Longer lines are cut here; the rest up to the newline is dropped.
-    static let maximumLineBytes = 4096
+    public static let maximumLineBytes = 4096
 
     private let fd: Int32
     private let pipe: WakePipe
     private let buffer = Mutex<[UInt8]>([])
 
-    init(fd: Int32) throws(ConsoleIOError) {
+    public init(fd: Int32) throws(TerminalIOError) {
         self.fd = fd
         self.pipe = try WakePipe()
     }
 
     deinit { pipe.close() }
 
-    func close() { pipe.wake(UInt8(ascii: "c")) }
+    public func close() { pipe.wake(UInt8(ascii: "c")) }
 
     /// The next line without its newline; `nil` at end of input or after `close()`.
-    func readLine() -> String? {
+    public func readLine() -> String? {
         var chunk = [UInt8](repeating: 0, count: 4096)
         return buffer.withLock { pending -> String? in
             while true {

@@ -5,19 +5,14 @@
 #endif
 public import CarteiraCore
 
-/// A monotonic clock in nanoseconds, for `\timing`.
-public func monotonicNanoseconds() -> UInt64 {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
-}
-
-/// Turns a moment into the text a person reads in the console.
+/// Turns a moment into the text a person reads on a terminal.
 public typealias TimeFormatter = @Sendable (Timestamp) -> String
 
-/// The console's ways to show a moment as `YYYY-MM-DD HH:MM:SS`.
-public enum ConsoleTime {
-    /// In the server's local time zone (`localtime_r`, so `TZ` applies).
+/// How people see and type moments, in the console, the journal tools and
+/// the peer client alike: shown as `YYYY-MM-DD HH:MM:SS`, typed as
+/// `TerminalTime.inputForms` says.
+public enum TerminalTime {
+    /// In the local time zone (`localtime_r`, so `TZ` applies).
     public static let local: TimeFormatter = { timestamp in
         var seconds = time_t(floorDiv(timestamp.milliseconds, 1000))
         var parts = tm()
@@ -75,33 +70,7 @@ private func dateTime(year: Int64, month: Int64, day: Int64, hour: Int64, minute
         "\(paddedYear)-\(twoDigits(month))-\(twoDigits(day)) \(twoDigits(hour)):\(twoDigits(minute)):\(twoDigits(second))"
 }
 
-/// A moment in the journal to look back at: after the line with a `seq`,
-/// or after the last line not later than a time.
-public enum PointInTime: Sendable, Hashable, CustomStringConvertible {
-    case seq(Int64)
-    case time(Timestamp)
-
-    /// A `seq` (digits only) or a time as `ConsoleTime.parse` reads it.
-    public init?(_ text: some StringProtocol) {
-        if !text.isEmpty && text.allSatisfy({ $0.isASCII && $0.isNumber }) {
-            guard let seq = Int64(text) else { return nil }
-            self = .seq(seq)
-        } else if let time = ConsoleTime.parse(text) {
-            self = .time(time)
-        } else {
-            return nil
-        }
-    }
-
-    public var description: String {
-        switch self {
-        case let .seq(seq): "seq \(seq)"
-        case let .time(time): time.iso8601
-        }
-    }
-}
-
-extension ConsoleTime {
+extension TerminalTime {
     /// What a time option takes, for messages.
     public static let inputForms = "YYYY-MM-DD[ HH:MM[:SS]] (local) or ISO 8601 like 2026-11-26T19:22:09Z"
 

@@ -1,7 +1,7 @@
 #if Postgres
+    import CarteiraCore
     import NIOCore
     import NIOPosix
-    import Synchronization
 
     /// What a standby serves on the server's address: `PING` answers
     /// `OK|PONG`, `QUIT` `OK|BYE`, and every other request
@@ -10,7 +10,7 @@
     final class StandbyListener: Sendable {
         /// The open standby connections, closed at a promotion.
         private final class Children: Sendable {
-            let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
+            let channels = Locked<[ObjectIdentifier: any Channel]>([:])
         }
 
         private let listener: any Channel

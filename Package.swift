@@ -173,7 +173,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
-            name: "EndToEndTests", dependencies: ["CarteiraJournal", "CarteiraTestSupport"],
+            name: "EndToEndTests", dependencies: ["CarteiraCore", "CarteiraJournal", "CarteiraTestSupport"],
             swiftSettings: swiftSettings),
         // The deterministic simulation (docs/testing.md): the real ledger,
         // sessions and journal writer, no sockets, over a faulty simulated disk.

@@ -3,7 +3,6 @@ public import CarteiraProtocol
 import NIOCore
 import NIOExtras
 import NIOPosix
-import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -34,7 +33,7 @@ public final class CarteiraConnection: Sendable {
     private let outgoing: AsyncStream<ByteBuffer>
     private let outgoingSink: AsyncStream<ByteBuffer>.Continuation
     private let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
-    private let state = Mutex(State())
+    private let state = Locked(State())
     /// The server this connection goes to, for messages.
     public let address: ServerAddress
 

@@ -1,6 +1,5 @@
 import CarteiraCore
 public import CarteiraTerminal
-import Synchronization
 
 /// What a console session remembers between commands: `\x`, `\timing`,
 /// `\pager`, and a `shutdown` waiting to be confirmed.
@@ -12,7 +11,7 @@ final class ConsoleSettings: Sendable {
         var shutdownAsked = false
     }
 
-    let state = Mutex(State())
+    let state = Locked(State())
 }
 
 /// Turns one console command line into its output, asking the backend for

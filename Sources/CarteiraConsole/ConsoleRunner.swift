@@ -5,7 +5,6 @@
 #endif
 import CarteiraCore
 public import CarteiraTerminal
-import Synchronization
 
 /// Runs the admin console: reads commands from the line editor (a terminal)
 /// or one a line from a pipe, runs them through `ConsoleInterpreter`, and
@@ -38,11 +37,11 @@ public final class ConsoleRunner: Sendable {
     private let output: Int32
     private let diagnostics: Int32
     private let completionWords = CompletionWords()
-    private let editor = Mutex<LineEditor?>(nil)
+    private let editor = Locked<LineEditor?>(nil)
     private let pager: Pager
     /// Lines printed while the pager shows a command's output: printed
     /// after it, so they do not garble its screen. Nil when not paging.
-    private let heldWhilePaging = Mutex<[String]?>(nil)
+    private let heldWhilePaging = Locked<[String]?>(nil)
     /// `printAbove` lines held while paging; more are dropped.
     static let heldLimit = 1000
 
@@ -216,7 +215,7 @@ public final class ConsoleRunner: Sendable {
 /// The machine names and keys Tab offers, refreshed after each command so
 /// the readline thread never waits on the server.
 private final class CompletionWords: Sendable {
-    private let words = Mutex<([MachineName], [PaymentKey], [String])>(([], [], []))
+    private let words = Locked<([MachineName], [PaymentKey], [String])>(([], [], []))
 
     var current: ([MachineName], [PaymentKey], [String]) { words.withLock { $0 } }
 

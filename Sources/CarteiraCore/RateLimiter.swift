@@ -99,7 +99,7 @@ public final class SharedBuckets<Key: Hashable & Sendable>: Sendable {
         var refusals: Int64 = 0
     }
 
-    private let state: Mutex<State>
+    private let state: Locked<State>
     /// `buckets.count` (plus one for the overflow), read without the lock:
     /// zero on a server nobody is scanning, so the check costs one load.
     private let tracked = Atomic<Int>(0)
@@ -109,7 +109,7 @@ public final class SharedBuckets<Key: Hashable & Sendable>: Sendable {
         self.capacity = capacity
         self.refillMilliseconds = refillMilliseconds
         self.maximumKeys = maximumKeys
-        state = Mutex(State(sweepAt: min(1024, maximumKeys)))
+        state = Locked(State(sweepAt: min(1024, maximumKeys)))
     }
 
     /// True while `key`'s bucket is empty; counts the refusal that follows.

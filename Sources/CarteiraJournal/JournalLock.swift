@@ -1,4 +1,4 @@
-import Synchronization
+import CarteiraCore
 
 #if canImport(Glibc)
     import Glibc
@@ -14,11 +14,11 @@ import Synchronization
 /// the same process conflicts too.
 public final class JournalLock: Sendable {
     public let path: String
-    private let descriptor: Mutex<Int32?>
+    private let descriptor: Locked<Int32?>
 
     private init(path: String, descriptor: Int32) {
         self.path = path
-        self.descriptor = Mutex(descriptor)
+        self.descriptor = Locked(descriptor)
     }
 
     deinit {

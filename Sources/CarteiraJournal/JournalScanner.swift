@@ -1,6 +1,5 @@
 import CarteiraCore
 import Dispatch
-import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -317,11 +316,11 @@ final class ChainCheck: Sendable {
         var failure: LineFailure?
     }
 
-    private let state: Mutex<State>
+    private let state: Locked<State>
     let done = DispatchSemaphore(value: 0)
 
     init(chunk: Chunk) {
-        state = Mutex(State(chunk: chunk))
+        state = Locked(State(chunk: chunk))
     }
 
     func run() {

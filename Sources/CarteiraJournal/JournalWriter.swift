@@ -88,8 +88,8 @@ public final class JournalWriter: Sendable {
 
     private let storage: any JournalStorage
     private let threaded: Bool
-    private let state: Mutex<State>
-    private let chain: Mutex<ChainEnd>
+    private let state: Locked<State>
+    private let chain: Locked<ChainEnd>
     private let wakeUp = DispatchSemaphore(value: 0)
     /// `State.durableSeq`, readable without the lock on every answer.
     private let durable: Atomic<Int64>
@@ -106,10 +106,10 @@ public final class JournalWriter: Sendable {
         self.storage = storage
         self.threaded = threaded
         let statistics = JournalStatistics(syncs: 0, eventsSynced: 0, lastSeq: lastSeq, fileSize: fileSize)
-        state = Mutex(
+        state = Locked(
             State(appendedSeq: lastSeq, durableSeq: lastSeq, statistics: statistics, durableHash: lastHash))
         durable = Atomic(lastSeq)
-        chain = Mutex(ChainEnd(hash: lastHash))
+        chain = Locked(ChainEnd(hash: lastHash))
         guard threaded else { return }
         // A thread of its own: a sync may block for milliseconds, which must
         // stall neither the cooperative pool nor an event loop.

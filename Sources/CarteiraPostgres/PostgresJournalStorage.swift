@@ -1,7 +1,7 @@
 #if Postgres
+    import CarteiraCore
     public import CarteiraJournal
     import Dispatch
-    import Synchronization
 
     /// The `JournalStorage` the writer uses on the leader: `append` collects a
     /// batch's lines, `sync` writes them in one `INSERT ... SELECT * FROM
@@ -20,7 +20,7 @@
         }
 
         private let store: PostgresJournalStore
-        private let state: Mutex<State>
+        private let state: Locked<State>
         private let lease: @Sendable () -> String?
 
         /// `lease` is asked before every write: nil while this server may
@@ -28,7 +28,7 @@
         public init(store: PostgresJournalStore, size: Int64 = 0, lease: @escaping @Sendable () -> String? = { nil }) {
             self.store = store
             self.lease = lease
-            state = Mutex(State(written: size))
+            state = Locked(State(written: size))
         }
 
         /// Why this storage refuses to write, once it does.
@@ -122,7 +122,7 @@
     /// event loop or a task (the off-line `journal` commands use it from
     /// the main thread).
     public func blockingWait<T: Sendable>(_ body: @escaping @Sendable () async -> T) -> T {
-        let result = Mutex<T?>(nil)
+        let result = Locked<T?>(nil)
         let done = DispatchSemaphore(value: 0)
         Task {
             let value = await body()

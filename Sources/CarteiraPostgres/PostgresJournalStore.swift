@@ -1,4 +1,5 @@
 #if Postgres
+    import CarteiraCore
     public import CarteiraJournal
     public import Logging
     public import NIOCore
@@ -308,7 +309,7 @@
             var waiting: [Int: @Sendable () -> Void] = [:]
         }
 
-        private let state = Mutex(State())
+        private let state = Locked(State())
 
         /// Registers `onClose`; nil (and not registered) once closed.
         func add(_ onClose: @escaping @Sendable () -> Void) -> Int? {

@@ -7,7 +7,6 @@
     public import NIOPosix
     import PostgresNIO
     public import ServiceLifecycle
-    import Synchronization
 
     /// One `carteira-server` on the PostgreSQL journal: a standby until it
     /// wins the leader lock, then the leader until it loses it, then a standby
@@ -66,7 +65,7 @@
         private let logger: Logger
         private let group: any EventLoopGroup
         private let clock: @Sendable () -> Timestamp
-        private let state = Mutex(State())
+        private let state = Locked(State())
 
         public init(
             configuration: ServerConfiguration, options: Options, logger: Logger,
@@ -351,7 +350,7 @@
     /// (SIGSTOP) past the timeout writes nothing when it resumes, even before
     /// its watch notices.
     final class Heartbeat: Sendable {
-        private let state = Mutex<(at: ContinuousClock.Instant, failure: String?)>((.now, nil))
+        private let state = Locked<(at: ContinuousClock.Instant, failure: String?)>((.now, nil))
         let timeout: Duration
 
         init(timeout: Duration) {

@@ -1,8 +1,8 @@
 #if Postgres
+    import CarteiraCore
     import CarteiraServer
     import NIOCore
     import NIOPosix
-    import Synchronization
 
     /// What a standby serves on the server's address: `PING` answers
     /// `OK|PONG`, `QUIT` `OK|BYE`, and every other request
@@ -11,7 +11,7 @@
     final class StandbyListener: Sendable {
         /// The open standby connections, closed at a promotion.
         private final class Children: Sendable {
-            let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
+            let channels = Locked<[ObjectIdentifier: any Channel]>([:])
         }
 
         private let listener: any Channel

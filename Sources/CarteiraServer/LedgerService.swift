@@ -102,7 +102,7 @@ public final class LedgerService: Sendable {
         var nextConnectionID = 1
     }
 
-    private let state: Mutex<State>
+    private let state: Locked<State>
     /// `State.serving`, read without the lock on every request.
     private let servingNow = Atomic<UInt8>(ServingState.serving.code)
     private let writer: JournalWriter
@@ -117,7 +117,7 @@ public final class LedgerService: Sendable {
         ledger: Ledger, writer: JournalWriter, initialBalance: Centavos, maximumConnections: Int,
         clock: @escaping @Sendable () -> Timestamp
     ) {
-        state = Mutex(State(ledger: ledger))
+        state = Locked(State(ledger: ledger))
         self.writer = writer
         self.initialBalance = initialBalance
         self.maximumConnections = maximumConnections

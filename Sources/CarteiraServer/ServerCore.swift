@@ -15,10 +15,10 @@ final class ServerCore: Sendable {
     let stuckTimeoutSeconds: Int64
     /// The instruments, when `--metrics` is on.
     let metrics: ServerMetrics?
-    private let loops = Mutex<[ObjectIdentifier: LoopRelease]>([:])
+    private let loops = Locked<[ObjectIdentifier: LoopRelease]>([:])
     private let failed = Atomic<Bool>(false)
     /// The first journal error; `run()` throws it.
-    let failure = Mutex<JournalError?>(nil)
+    let failure = Locked<JournalError?>(nil)
     let stopRequests: AsyncStream<Void>.Continuation
     let stopStream: AsyncStream<Void>
     /// Yields whenever a connection closes, for the shutdown's wait.

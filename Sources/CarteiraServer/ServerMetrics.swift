@@ -170,5 +170,5 @@ final class ServerMetrics: Sendable {
 
 /// One `carteira_requests_total` series, made on its first request.
 private final class RequestSlot: Sendable {
-    let counter = Mutex<CoreMetrics.Counter?>(nil)
+    let counter = Locked<CoreMetrics.Counter?>(nil)
 }

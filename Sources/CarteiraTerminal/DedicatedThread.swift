@@ -1,6 +1,6 @@
+import CarteiraCore
 import Dispatch
 import Foundation
-import Synchronization
 
 /// One OS thread of its own that runs the jobs given to it, in order. Blocking
 /// terminal reads (readline, a pipe) run here: never on an event loop or the
@@ -30,7 +30,7 @@ public final class DedicatedThread: Sendable {
 private final class JobQueue: Sendable {
     typealias Job = @Sendable () -> Void
 
-    private let jobs = Mutex<[Job?]>([])
+    private let jobs = Locked<[Job?]>([])
     private let available = DispatchSemaphore(value: 0)
 
     func submit(_ job: Job?) {

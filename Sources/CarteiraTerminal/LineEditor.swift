@@ -1,6 +1,6 @@
 // The one file that imports readline (DESIGN.md: the C edge is fenced).
+import CarteiraCore
 import CReadline
-import Synchronization
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
@@ -32,7 +32,7 @@ public final class LineEditor: Sendable {
     public let input: Int32
     public let output: Int32
     private let wakePipe: WakePipe
-    private let state = Mutex(EditorState())
+    private let state = Locked(EditorState())
     private let thread = DedicatedThread(name: "carteira-readline")
 
     /// Lines not kept in the history (`shutdown`).
@@ -301,7 +301,7 @@ private struct SharedState: Sendable {
     var nextMatch = 0
 }
 
-private let shared = Mutex(SharedState())
+private let shared = Locked(SharedState())
 
 private func acceptLine(_ pointer: UnsafeMutablePointer<CChar>?) {
     let line = pointer.map { String(cString: $0) }

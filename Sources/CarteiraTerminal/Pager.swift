@@ -3,8 +3,8 @@
 #elseif canImport(Darwin)
     import Darwin
 #endif
+import CarteiraCore
 import Foundation
-import Synchronization
 
 /// The program that pages long output, as a shell command.
 public struct PagerCommand: Sendable, Hashable {
@@ -69,7 +69,7 @@ public final class Pager: Sendable {
     private let outputIsTerminal: @Sendable () -> Bool
     private let size: @Sendable () -> TerminalSize?
     /// Set once the pager failed: said once, and not tried again.
-    private let broken = Mutex(false)
+    private let broken = Locked(false)
 
     public init(
         command: PagerCommand? = PagerCommand.fromEnvironment(), output: Int32 = 1, diagnostics: Int32 = 2,

@@ -3,7 +3,7 @@
 #elseif canImport(Darwin)
     import Darwin
 #endif
-import Synchronization
+import CarteiraCore
 
 /// A non-blocking pipe that wakes a thread sleeping in `poll`: other threads
 /// (and the SIGINT handler) write one byte, the polling thread drains it.
@@ -109,7 +109,7 @@ public final class FileLineReader: Sendable {
 
     private let fd: Int32
     private let pipe: WakePipe
-    private let buffer = Mutex<[UInt8]>([])
+    private let buffer = Locked<[UInt8]>([])
 
     public init(fd: Int32) throws(TerminalIOError) {
         self.fd = fd

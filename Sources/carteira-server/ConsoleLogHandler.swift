@@ -1,5 +1,5 @@
+import CarteiraCore
 import Logging
-import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -12,7 +12,7 @@ import Synchronization
 final class LogDestination: Sendable {
     static let shared = LogDestination()
 
-    private let aboveThePrompt = Mutex<(@Sendable (String) -> Void)?>(nil)
+    private let aboveThePrompt = Locked<(@Sendable (String) -> Void)?>(nil)
 
     func printAbovePrompt(with printer: (@Sendable (String) -> Void)?) {
         aboveThePrompt.withLock { $0 = printer }

@@ -3,7 +3,6 @@ import CarteiraTerminal
 import CarteiraCore
 import CarteiraProtocol
 import Foundation
-import Synchronization
 
 /// Where the interactive mode reads lines and shows pushes. The readline
 /// line editor fits behind it (`LineEditor.readInput(prompt:)` on its own
@@ -77,7 +76,7 @@ private final class Tally: Sendable {
         var ownKey: PaymentKey?
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     func paid(_ amount: Centavos) {
         state.withLock {

@@ -2,7 +2,6 @@ import CarteiraClient
 import CarteiraTestSupport
 import CarteiraCore
 import CarteiraProtocol
-import Synchronization
 import Testing
 
 private let timeout = Duration.seconds(2)
@@ -117,7 +116,7 @@ struct ConnectionTests {
     @Test("50 pipelined requests are all in flight at once and each gets its own answer")
     func pipelining() async throws {
         let count = 50
-        let held = Mutex<[String]>([])
+        let held = Locked<[String]>([])
         // Answers are held back until all 50 requests arrived: they can only
         // arrive if the client writes without waiting for answers.
         let script: FakeServer.Script = { line, _ in

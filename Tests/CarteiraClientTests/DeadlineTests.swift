@@ -2,7 +2,6 @@ import CarteiraClient
 import CarteiraCore
 import CarteiraProtocol
 import CarteiraTestSupport
-import Synchronization
 import Testing
 
 private func configuration(_ server: FakeServer, _ directory: String, timeout: Duration) throws
@@ -29,7 +28,7 @@ struct DeadlineTests {
             try await FakeServer.with(script) { server throws in
                 // Long enough for a login on a loaded machine; the SEND then waits it out.
                 let config = try configuration(server, directory, timeout: .milliseconds(1500))
-                let started = Mutex(ContinuousClock.now)
+                let started = Locked(ContinuousClock.now)
                 let error = await #expect(throws: ClientError.self) {
                     try await PeerSession.withSession(config) { session in
                         // Logged in first (on a loaded machine a login may itself time
@@ -109,7 +108,7 @@ struct DeadlineTests {
         "OK|tx|cents|again reads as already done; a plain OK as a new payment; a fourth field of another word is a violation"
     )
     func againFlag() async throws {
-        let sends = Mutex(0)
+        let sends = Locked(0)
         let script: FakeServer.Script = { line, connection in
             guard line.hasPrefix("SEND|") else { return Fixture.wellBehaved(line, connection) }
             let count = sends.withLock { count in

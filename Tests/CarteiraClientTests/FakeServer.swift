@@ -1,8 +1,8 @@
+import CarteiraCore
 import CarteiraTestSupport
 import NIOCore
 import NIOExtras
 import NIOPosix
-import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -26,9 +26,9 @@ final class FakeServer: Sendable {
     typealias Script = @Sendable (_ line: String, _ connection: Int) -> Action
 
     let port: Int
-    private let received = Mutex<[(connection: Int, line: String)]>([])
-    private let accepted = Mutex(0)
-    private let ended = Mutex(0)
+    private let received = Locked<[(connection: Int, line: String)]>([])
+    private let accepted = Locked(0)
+    private let ended = Locked(0)
 
     private init(port: Int) {
         self.port = port

@@ -2,7 +2,6 @@ import CarteiraClient
 import CarteiraCore
 import CarteiraProtocol
 import Foundation
-import Synchronization
 import Testing
 
 /// A fresh state directory, removed after `body`.
@@ -62,7 +61,7 @@ struct SessionTests {
         "a SEND whose answer is lost is re-sent with the same request id after reconnecting and logging in again; made once"
     )
     func lostSendAnswer() async throws {
-        let sends = Mutex(0)
+        let sends = Locked(0)
         let script: FakeServer.Script = { line, connection in
             guard line.hasPrefix("SEND|") else { return Fixture.wellBehaved(line, connection) }
             // The first SEND reaches the server, which drops the connection before answering.

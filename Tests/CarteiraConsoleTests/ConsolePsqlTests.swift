@@ -2,7 +2,6 @@
 import CarteiraCore
 import CarteiraTerminal
 import Foundation
-import Synchronization
 import Testing
 
 @Suite("The console like psql: names, toggles, filters, point in time, statements")
@@ -143,7 +142,7 @@ struct ConsolePsqlTests {
 
     @Test("\\timing prints how long a command took, from the injected clock")
     func timing() async throws {
-        let ticks = Mutex<UInt64>(0)
+        let ticks = Locked<UInt64>(0)
         let clock: @Sendable () -> UInt64 = {
             ticks.withLock { now in
                 defer { now += 1_234_000 }

@@ -2,7 +2,6 @@ import CarteiraCore
 import CarteiraTestSupport
 import Dispatch
 import Foundation
-import Synchronization
 import Testing
 
 @testable import CarteiraJournal
@@ -176,7 +175,7 @@ final class FaultyStorage: JournalStorage {
     }
 
     private let file: PosixJournalStorage
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let gate = DispatchSemaphore(value: 0)
 
     init(path: String) throws {
@@ -225,7 +224,7 @@ final class FaultyStorage: JournalStorage {
 
 /// Opens `directory` with a `FaultyStorage` and hands back both.
 func openFaulty(_ directory: TemporaryDirectory) throws -> (OpenedJournal, FaultyStorage) {
-    let box = Mutex<FaultyStorage?>(nil)
+    let box = Locked<FaultyStorage?>(nil)
     let opened = try Journal.open(directory: directory.path, policy: KeyPolicy(), now: startTime) { path in
         let storage = try FaultyStorage(path: path)
         box.withLock { $0 = storage }

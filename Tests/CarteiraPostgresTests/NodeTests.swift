@@ -33,7 +33,7 @@
 
     /// What the peers of the cut test saw.
     final class Tally: Sendable {
-        let acknowledged = Mutex<[String]>([])
+        let acknowledged = Locked<[String]>([])
         /// Requests answered other than `OK`, or not at all.
         let refused = Atomic<Int>(0)
         let stop = Atomic<Bool>(false)

@@ -58,7 +58,7 @@
             return .success(Server(directory: directory, port: port))
         }
 
-        static let stopDirectory = Mutex<String?>(nil)
+        static let stopDirectory = Locked<String?>(nil)
         private static let databases = Atomic<Int>(0)
 
         /// A new, empty database on the shared server.

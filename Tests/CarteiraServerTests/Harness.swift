@@ -6,7 +6,6 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
-import Synchronization
 import Testing
 
 /// A real server on 127.0.0.1, port 0, with a real journal directory.
@@ -165,7 +164,7 @@ func errorCode(_ line: String) -> String? {
 /// write: a disk that fills up or goes away.
 final class BreakableStorage: JournalStorage {
     private let real: PosixJournalStorage
-    let failing = Mutex(false)
+    let failing = Locked(false)
 
     init(path: String) throws {
         real = try PosixJournalStorage(path: path)

@@ -1,7 +1,6 @@
 import CarteiraTestSupport
 import CarteiraCore
 import CarteiraJournal
-import Synchronization
 import Testing
 
 @Suite("A journal that cannot be written", .timeLimit(.minutes(1)))
@@ -10,7 +9,7 @@ struct JournalFailureTests {
     func failedWrite() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
-        let made = Mutex<BreakableStorage?>(nil)
+        let made = Locked<BreakableStorage?>(nil)
         let server = try await TestServer.start(journal: directory.path) { path in
             let storage = try BreakableStorage(path: path)
             made.withLock { $0 = storage }

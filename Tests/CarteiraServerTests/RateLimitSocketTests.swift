@@ -2,12 +2,11 @@ import CarteiraCore
 import CarteiraServer
 import CarteiraTestSupport
 import Logging
-import Synchronization
 import Testing
 
 /// A clock the test moves by hand.
 private final class ManualClock: Sendable {
-    private let now = Mutex(Timestamp(milliseconds: 1_800_000_000_000))
+    private let now = Locked(Timestamp(milliseconds: 1_800_000_000_000))
     var read: @Sendable () -> Timestamp { { [self] in now.withLock { $0 } } }
     func advance(milliseconds: Int64) { now.withLock { $0 = $0.adding(milliseconds: milliseconds) } }
 }

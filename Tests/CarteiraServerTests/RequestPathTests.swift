@@ -2,7 +2,6 @@ import CarteiraCore
 import CarteiraJournal
 import CarteiraTestSupport
 import Foundation
-import Synchronization
 import Testing
 
 /// Journal storage whose syncs can be held at a gate, then released to
@@ -15,7 +14,7 @@ final class GatedStorage: JournalStorage {
     }
 
     private let real: PosixJournalStorage
-    private let gate = Mutex(Gate())
+    private let gate = Locked(Gate())
     private let condition = NSCondition()
 
     init(path: String) throws {
@@ -122,7 +121,7 @@ struct RequestPathTests {
     func failureMidBatch() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
-        let made = Mutex<GatedStorage?>(nil)
+        let made = Locked<GatedStorage?>(nil)
         let server = try await TestServer.start(journal: directory.path) { path in
             let storage = try GatedStorage(path: path)
             made.withLock { $0 = storage }

@@ -1,15 +1,15 @@
+import CarteiraCore
 import CarteiraJournal
 import CarteiraTestSupport
-import Synchronization
 
 /// The simulation's one source of randomness: every decision of a run, the
 /// clients' and the disk's, is drawn from it in a fixed order, so a seed
 /// replays exactly.
 final class SimRandom: Sendable {
-    private let generator: Mutex<SplitMix64>
+    private let generator: Locked<SplitMix64>
 
     init(seed: UInt64) {
-        generator = Mutex(SplitMix64(seed: seed))
+        generator = Locked(SplitMix64(seed: seed))
     }
 
     func next() -> UInt64 { generator.withLock { $0.next() } }
@@ -109,7 +109,7 @@ final class SimDisk: Sendable {
         var counts = FaultCounts()
     }
 
-    let state = Mutex(State())
+    let state = Locked(State())
     let random: SimRandom
 
     init(random: SimRandom, rates: FaultRates) {

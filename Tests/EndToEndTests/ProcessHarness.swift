@@ -1,6 +1,6 @@
+import CarteiraCore
 import CarteiraTestSupport
 import Foundation
-import Synchronization
 import Testing
 
 /// Where `swift build` put the package's executables: next to the test bundle.
@@ -19,8 +19,8 @@ let productsDirectory: URL = {
 /// Collects everything a pipe delivers, from a background handler.
 final class OutputCollector: Sendable {
     let pipe = Pipe()
-    private let data = Mutex(Data())
-    private let closed = Mutex(false)
+    private let data = Locked(Data())
+    private let closed = Locked(false)
 
     init() {
         pipe.fileHandleForReading.readabilityHandler = { [self] handle in

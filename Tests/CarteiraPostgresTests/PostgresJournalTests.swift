@@ -37,6 +37,27 @@
         return hash
     }
 
+    /// A fresh table holding the genesis line and `count` registrations
+    /// (`prefix0`, ...), appended as a leader appends them; its URL, an open
+    /// store on it and the last line's hash.
+    func tableOfRegistrations(_ count: Int, prefix: String) async throws -> (
+        url: PostgresURL, store: PostgresJournalStore, lastHash: String
+    ) {
+        let url = try PostgresFixture.database()
+        let store = try await PostgresJournalStore.connect(url, limits: nil, logger: quietLogger)
+        var ledger = Ledger()
+        let hash = try await writeGenesis(store, ledger: &ledger)
+        var bytes: [UInt8] = []
+        var chain = Array(hash.utf8)
+        for event in registrations(count, prefix: prefix, after: &ledger) {
+            JournalEncoder.appendLine(event, chainHash: &chain, to: &bytes)
+        }
+        let storage = PostgresJournalStorage(store: store)
+        try storage.append(bytes)
+        try storage.sync()
+        return (url, store, String(decoding: chain, as: UTF8.self))
+    }
+
     final class Counter: Sendable {
         private let value = Atomic<Int>(0)
         /// The count before this call.
@@ -158,41 +179,19 @@
 
         @Test("verify's report names the first bad row and summarises the rows before it")
         func reportNamesTheBadRow() async throws {
-            let url = try PostgresFixture.database()
-            let store = try await PostgresJournalStore.connect(url, limits: nil, logger: quietLogger)
-            var ledger = Ledger()
-            let hash = try await writeGenesis(store, ledger: &ledger)
-            let storage = PostgresJournalStorage(store: store)
-            var bytes: [UInt8] = []
-            var chain = Array(hash.utf8)
-            for event in registrations(3, prefix: "r", after: &ledger) {
-                JournalEncoder.appendLine(event, chainHash: &chain, to: &bytes)
-            }
-            try storage.append(bytes)
-            try storage.sync()
+            let (url, store, lastHash) = try await tableOfRegistrations(3, prefix: "r")
             try PostgresFixture.sql(url, "INSERT INTO carteira_journal VALUES (4, 'seq=4 at=nonsense')")
             let report = try await PostgresJournalTools.report(store)
             #expect(!report.passed)
             #expect(report.problem?.line == 5)
             #expect(report.summary.lastSeq == 3 && report.summary.machines == 3)
-            #expect(report.summary.lastHash == String(decoding: chain, as: UTF8.self))
+            #expect(report.summary.lastHash == lastHash)
             await store.close()
         }
 
         @Test("replay --at on the table gives the state of the same prefix of its export, by seq and by time")
         func pointInTimeOnTheTable() async throws {
-            let url = try PostgresFixture.database()
-            let store = try await PostgresJournalStore.connect(url, limits: nil, logger: quietLogger)
-            var ledger = Ledger()
-            let hash = try await writeGenesis(store, ledger: &ledger)
-            let storage = PostgresJournalStorage(store: store)
-            var bytes: [UInt8] = []
-            var chain = Array(hash.utf8)
-            for event in registrations(20, prefix: "p", after: &ledger) {
-                JournalEncoder.appendLine(event, chainHash: &chain, to: &bytes)
-            }
-            try storage.append(bytes)
-            try storage.sync()
+            let (_, store, _) = try await tableOfRegistrations(20, prefix: "p")
             let directory = try TemporaryDirectory()
             defer { directory.remove() }
             var text = ""

@@ -2,69 +2,6 @@ import CarteiraTestSupport
 import Foundation
 import Testing
 
-/// Drives a program on a pseudo-terminal: `steps` is a JSON list of
-/// `["expect", text]` (wait, with a deadline, for text after the previous
-/// match) and `["send", text]` (type it). Prints the transcript, then
-/// `EXIT <status>` on standard error; exits 1 when an expectation timed out.
-private let ptyDriver = #"""
-    import json, os, pty, select, sys, time, signal
-    steps = json.loads(sys.argv[1])
-    argv = sys.argv[2:]
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.environ["TERM"] = "dumb"
-        os.execv(argv[0], argv)
-    out = b""
-    pos = 0
-    def read_some(timeout):
-        global out
-        r, _, _ = select.select([fd], [], [], timeout)
-        if r:
-            try:
-                data = os.read(fd, 4096)
-            except OSError:
-                return False
-            if not data:
-                return False
-            out += data
-        return bool(r)
-    def expect(text, seconds=10):
-        global pos
-        deadline = time.time() + seconds
-        needle = text.encode()
-        while True:
-            i = out.find(needle, pos)
-            if i >= 0:
-                pos = i + len(needle)
-                return True
-            left = deadline - time.time()
-            if left <= 0:
-                return False
-            read_some(min(left, 0.2))
-    for kind, text in steps:
-        if kind == "expect":
-            if not expect(text):
-                sys.stdout.write(out.decode(errors="replace"))
-                sys.stderr.write("TIMEOUT waiting for: %r\n" % text)
-                os.kill(pid, signal.SIGKILL)
-                sys.exit(1)
-        else:
-            os.write(fd, text.encode())
-    deadline = time.time() + 10
-    status = None
-    while time.time() < deadline:
-        read_some(0.1)
-        done, st = os.waitpid(pid, os.WNOHANG)
-        if done:
-            status = os.waitstatus_to_exitcode(st)
-            break
-    while read_some(0.05):
-        pass
-    sys.stdout.write(out.decode(errors="replace"))
-    sys.stderr.write("EXIT %s\n" % status)
-    sys.exit(0 if status is not None else 1)
-    """#
-
 private enum Step {
     case expect(String)
     case send(String)
@@ -82,12 +19,7 @@ private enum Step {
 private func onTerminal(_ arguments: [String], _ steps: [Step]) async throws -> (
     transcript: String, errors: String, status: Int32?
 ) {
-    let stepsJSON = String(decoding: try JSONSerialization.data(withJSONObject: steps.map(\.json)), as: UTF8.self)
-    let program = productsDirectory.appendingPathComponent("carteira").path
-    let child = try ChildProcess("/usr/bin/env", ["python3", "-c", ptyDriver, stepsJSON, program] + arguments)
-    let status = await child.exitStatus(within: 60)
-    _ = await eventually(within: 2) { child.output.isClosed && child.errors.isClosed }
-    return (child.output.text, child.errors.text, status)
+    try await onPseudoTerminal("carteira", arguments, steps: steps.map(\.json))
 }
 
 @Suite("The interactive client on a pseudo-terminal", .timeLimit(.minutes(2)))

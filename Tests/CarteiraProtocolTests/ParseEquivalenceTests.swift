@@ -1,11 +1,12 @@
 import CarteiraCore
 import CarteiraTestSupport
-import CarteiraProtocol
+@testable import CarteiraProtocol
 import Testing
 
 /// The parser as it was before the byte-level rewrite (split into an array,
 /// upper-cased command `String`), kept as the reference the fast one must
-/// match answer for answer, message included.
+/// match answer for answer, message included. (One rule joined both later:
+/// key text may not hold a `\r`, `Request.lineBreak(in:)`.)
 private func referenceParse(_ line: Substring) -> Result<Request, Rejection>? {
     var line = line
     if line.utf8.last == UInt8(ascii: "\r") { line = line.dropLast() }
@@ -42,10 +43,10 @@ private func referenceParse(_ line: Substring) -> Result<Request, Rejection>? {
         guard let machine = MachineName(fields[1]) else { return .failure(badName) }
         return .success(.login(machine, token: Token(fields[2])))
     case "CHECK":
-        if let problem = count(1...1) { return .failure(problem) }
+        if let problem = count(1...1) ?? Request.lineBreak(in: fields[1]) { return .failure(problem) }
         return .success(.check(keyText: String(fields[1])))
     case "SEND":
-        if let problem = count(2...3) { return .failure(problem) }
+        if let problem = count(2...3) ?? Request.lineBreak(in: fields[1]) { return .failure(problem) }
         guard let amount = Centavos(amount: fields[2]) else {
             return .failure(Rejection(.badAmount, "amount must be reais greater than zero, like 50, 50,5 or 50,25"))
         }

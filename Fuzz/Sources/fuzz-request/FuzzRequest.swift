@@ -23,11 +23,7 @@ public func fuzzRequest(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         let newlines = wire.utf8.filter { $0 == UInt8(ascii: "\n") }.count
         fuzzCheck(wire.utf8.last == UInt8(ascii: "\n") && newlines == 1, "\(request) has wire form \(wire.debugDescription), not one line")
         let again = Request.parse(String(decoding: wire.utf8.dropLast(), as: UTF8.self)[...])
-        // Known issue (FuzzRegressionTests in CarteiraProtocolTests): key text
-        // that ends in "\r" comes back without it, as the line's ending.
-        if !knownIssueCarriageReturn(request) {
-            fuzzCheck(again == .success(request), "\(line.debugDescription) parses to \(request), whose wire form \(wire.debugDescription) parses to \(String(describing: again))")
-        }
+        fuzzCheck(again == .success(request), "\(line.debugDescription) parses to \(request), whose wire form \(wire.debugDescription) parses to \(String(describing: again))")
         let command = line.utf8.split(separator: UInt8(ascii: "|"), omittingEmptySubsequences: false).first.map { String(decoding: $0, as: UTF8.self) } ?? ""
         fuzzCheck(command.uppercased().hasPrefix(request.name), "\(line.debugDescription) parsed as \(request.name)")
         checkValues(request)
@@ -39,14 +35,6 @@ public func fuzzRequest(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         fuzzCheck(breaks == 1 && wire.utf8.last == UInt8(ascii: "\n") && bars == 2, "refusal of \(line.debugDescription) is not one line of three fields: \(wire.debugDescription)")
     }
     return 0
-}
-
-/// `CHECK|<key text ending in "\r">`: `Request.line` writes the key text as it
-/// is, so the `"\r"` reads back as the line's ending (found by this target;
-/// see `Tests/CarteiraProtocolTests/FuzzRegressionTests.swift`).
-func knownIssueCarriageReturn(_ request: Request) -> Bool {
-    if case let .check(keyText) = request { return keyText.utf8.last == UInt8(ascii: "\r") }
-    return false
 }
 
 /// Values a request carries are in their documented form.

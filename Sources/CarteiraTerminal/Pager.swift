@@ -167,16 +167,8 @@ public final class Pager: Sendable {
             closeDescriptor(writeEnd)
             return problem.description
         }
-        var bytes = Array(text.utf8)[...]
-        while !bytes.isEmpty {
-            let count = bytes.withUnsafeBytes { write(writeEnd, $0.baseAddress, $0.count) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                // EPIPE: the person quit the pager before the end.
-                break
-            }
-            bytes = bytes.dropFirst(count)
-        }
+        // Stops at EPIPE when the person quits the pager before the end.
+        writeAll(writeEnd, text)
         closeDescriptor(writeEnd)
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 {

@@ -71,12 +71,14 @@ enum PostgresJournal {
         return (1...65535).contains(port) && !host.isEmpty && !host.contains(where: { $0.isWhitespace || $0 == "|" })
     }
 
-    /// The URL without its password, for reports and messages.
+    /// The URL without its password, for reports and messages: as
+    /// `PostgresURL` writes itself. (A report names a URL only once the
+    /// journal behind it was read, so only in a build with the trait.)
     static func displayName(_ text: String) -> String {
-        guard let scheme = text.range(of: "://"), let at = text[scheme.upperBound...].firstIndex(of: "@"),
-            let colon = text[scheme.upperBound..<at].firstIndex(of: ":")
-        else { return text }
-        return String(text[..<colon] + text[at...])
+        #if Postgres
+            if let url = try? PostgresURL(text) { return url.description }
+        #endif
+        return "the PostgreSQL journal"
     }
 
     /// A journal tool's error on a URL: the build lacks the trait.

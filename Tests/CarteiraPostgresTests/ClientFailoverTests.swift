@@ -49,17 +49,7 @@
                 // Another writer takes the next seq: the leader's write of
                 // the SEND meets the primary key, so it answers `unavailable`
                 // and gives up the lock.
-                let intruder = try await PostgresJournalStore.connect(url, limits: nil, logger: quietLogger)
-                var follower = JournalFollower(policy: KeyPolicy())
-                try await follower.catchUp(from: intruder)
-                var ledger = follower.ledger
-                let event = registrations(1, prefix: "intruder", after: &ledger)[0]
-                var chain = Array(follower.lastHash.utf8)
-                var bytes: [UInt8] = []
-                JournalEncoder.appendLine(event, chainHash: &chain, to: &bytes)
-                try await intruder.insert(
-                    seqs: [event.seq], lines: [String(decoding: bytes.dropLast(), as: UTF8.self)])
-                await intruder.close()
+                try await appendBehindTheLeader(url, prefix: "intruder")
 
                 let receipt = try await session.send(key: payeeKey, amount: Centavos(250), requestID: requestID)
                 #expect(receipt.server == secondAddress)

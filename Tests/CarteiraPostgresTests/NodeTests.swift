@@ -91,16 +91,7 @@
 
             // Another writer (a leader that does not know it lost) appends the
             // next line behind this leader's back.
-            let intruder = try await PostgresJournalStore.connect(url, limits: nil, logger: quietLogger)
-            var follower = JournalFollower(policy: KeyPolicy())
-            try await follower.catchUp(from: intruder)
-            var ledger = follower.ledger
-            let event = registrations(1, prefix: "mallory", after: &ledger)[0]
-            var chain = Array(follower.lastHash.utf8)
-            var bytes: [UInt8] = []
-            JournalEncoder.appendLine(event, chainHash: &chain, to: &bytes)
-            try await intruder.insert(seqs: [event.seq], lines: [String(decoding: bytes.dropLast(), as: UTF8.self)])
-            await intruder.close()
+            try await appendBehindTheLeader(url, prefix: "mallory")
 
             let answer = await ask(leader.port, "REGISTER|bob")
             #expect(answer?.hasPrefix("ERR|unavailable") == true || answer == nil)

@@ -58,6 +58,21 @@
         return (url, store, String(decoding: chain, as: UTF8.self))
     }
 
+    /// Another writer (a leader that does not know it lost) appends the next
+    /// line, the registration of `prefix0`, behind the running leader's back.
+    func appendBehindTheLeader(_ url: PostgresURL, prefix: String) async throws {
+        let intruder = try await PostgresJournalStore.connect(url, limits: nil, logger: quietLogger)
+        var follower = JournalFollower(policy: KeyPolicy())
+        try await follower.catchUp(from: intruder)
+        var ledger = follower.ledger
+        let event = registrations(1, prefix: prefix, after: &ledger)[0]
+        var chain = Array(follower.lastHash.utf8)
+        var bytes: [UInt8] = []
+        JournalEncoder.appendLine(event, chainHash: &chain, to: &bytes)
+        try await intruder.insert(seqs: [event.seq], lines: [String(decoding: bytes.dropLast(), as: UTF8.self)])
+        await intruder.close()
+    }
+
     final class Counter: Sendable {
         private let value = Atomic<Int>(0)
         /// The count before this call.

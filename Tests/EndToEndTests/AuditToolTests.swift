@@ -4,11 +4,7 @@ import Testing
 
 /// Runs `carteira-server journal ARGS` and collects what it printed.
 private func journalCommand(_ arguments: [String]) async throws -> (status: Int32?, output: String, errors: String) {
-    let child = try ChildProcess("carteira-server", ["journal"] + arguments)
-    child.closeInput()
-    let status = await child.exitStatus()
-    _ = await eventually(within: 5) { child.output.isClosed && child.errors.isClosed }
-    return (status, child.output.text, child.errors.text)
+    try await runToEnd("carteira-server", ["journal"] + arguments)
 }
 
 /// The one object of a `--format json` answer (an array of one object).

@@ -8,13 +8,9 @@ struct ClientRunner {
     let stateDirectory: String
 
     func run(_ arguments: [String], machine: String) async throws -> (status: Int32?, output: String, errors: String) {
-        let child = try ChildProcess(
+        try await runToEnd(
             "carteira",
             ["--server", "127.0.0.1:\(port)", "--state-dir", stateDirectory, "--machine", machine] + arguments)
-        child.closeInput()
-        let status = await child.exitStatus()
-        _ = await eventually(within: 2) { child.output.isClosed && child.errors.isClosed }
-        return (status, child.output.text, child.errors.text)
     }
 }
 

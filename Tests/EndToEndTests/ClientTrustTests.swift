@@ -30,15 +30,12 @@ func carteira(
     _ arguments: [String], machine: String, port: Int, state: String, host: String = "127.0.0.1", input: String? = nil
 ) async throws -> ClientRun {
     let started = ContinuousClock.now
-    let child = try ChildProcess(
-        "carteira", ["--server", "\(host):\(port)", "--state-dir", state, "--machine", machine] + arguments)
-    if let input { child.write(input) }
-    child.closeInput()
-    let status = await child.exitStatus()
-    _ = await eventually(within: 2) { child.output.isClosed && child.errors.isClosed }
+    let run = try await runToEnd(
+        "carteira", ["--server", "\(host):\(port)", "--state-dir", state, "--machine", machine] + arguments,
+        input: input)
     let elapsed = ContinuousClock.now - started
     return ClientRun(
-        status: status, output: child.output.text, errors: child.errors.text,
+        status: run.status, output: run.output, errors: run.errors,
         seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
 }
 

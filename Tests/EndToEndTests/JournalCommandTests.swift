@@ -19,11 +19,7 @@ struct JournalCommandTests {
     }
 
     func run(_ arguments: [String]) async throws -> (status: Int32?, output: String, errors: String) {
-        let child = try ChildProcess("carteira-server", ["journal"] + arguments)
-        child.closeInput()
-        let status = await child.exitStatus()
-        _ = await eventually(within: 2) { child.output.isClosed && child.errors.isClosed }
-        return (status, child.output.text, child.errors.text)
+        try await runToEnd("carteira-server", ["journal"] + arguments)
     }
 
     @Test("verify summarises a sound journal; replay prints balances as a table and as JSON")

@@ -5,11 +5,7 @@ import Testing
 @Suite("carteira-server journal export, and a PostgreSQL URL without the trait", .timeLimit(.minutes(2)))
 struct JournalExportTests {
     func run(_ arguments: [String]) async throws -> (status: Int32?, output: String, errors: String) {
-        let child = try ChildProcess("carteira-server", arguments)
-        child.closeInput()
-        let status = await child.exitStatus()
-        _ = await eventually(within: 2) { child.output.isClosed && child.errors.isClosed }
-        return (status, child.output.text, child.errors.text)
+        try await runToEnd("carteira-server", arguments)
     }
 
     @Test("export of a file journal writes its lines, after checking them")

@@ -27,11 +27,9 @@ struct PagerProcessTests {
         let arguments = ["--server", "127.0.0.1:\(peers.port)", "--state-dir", peers.state, "--machine", "alice"]
 
         // On a pipe: printed as it is, even with PAGER set.
-        let piped = try ChildProcess("carteira", arguments + ["history"], environment: pager)
-        piped.closeInput()
-        #expect(await piped.exitStatus() == 0)
-        _ = await eventually(within: 2) { piped.output.isClosed }
-        let statement = piped.output.text
+        let piped = try await runToEnd("carteira", arguments + ["history"], environment: pager)
+        #expect(piped.status == 0)
+        let statement = piped.output
         #expect(statement.split(separator: "\n").count == 6, "\(statement)")
         #expect(!FileManager.default.fileExists(atPath: paged))
 

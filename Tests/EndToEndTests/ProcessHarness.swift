@@ -92,6 +92,20 @@ final class ChildProcess: Sendable {
     }
 }
 
+/// Runs `program ARGS` (a product of the package, or an absolute path) to its
+/// end with `input`, if any, on its standard input: its exit status (nil if
+/// it outlived the deadline) and everything it printed.
+func runToEnd(
+    _ program: String, _ arguments: [String], input: String? = nil, environment: [String: String] = [:]
+) async throws -> (status: Int32?, output: String, errors: String) {
+    let child = try ChildProcess(program, arguments, environment: environment)
+    if let input { child.write(input) }
+    child.closeInput()
+    let status = await child.exitStatus()
+    _ = await eventually(within: 5) { child.output.isClosed && child.errors.isClosed }
+    return (status, child.output.text, child.errors.text)
+}
+
 /// A fresh folder under the temporary directory.
 func makeTemporaryDirectory() throws -> String {
     try TemporaryDirectory(prefix: "carteira-e2e").path

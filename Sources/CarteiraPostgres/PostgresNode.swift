@@ -112,7 +112,7 @@
             // Checked once, before anything listens: a standby serves what
             // the leader would (TLS only, or plaintext on loopback).
             if let refusal = configuration.plaintextRefusal { throw ServerStartFailure(refusal) }
-            let tls = try configuration.tls.map { (files) throws(ServerStartFailure) in try ServerTLSContext(files) }
+            let tls = try configuration.tlsContext()
             await withGracefulShutdownHandler {
                 while !stopping {
                     do {

@@ -51,7 +51,7 @@ public final class CarteiraServer: Service {
         // Refused before the journal is touched: no new journal is left
         // behind by a start that could never serve.
         if let refusal = configuration.plaintextRefusal { throw ServerStartFailure(refusal) }
-        let tls = try configuration.tls.map { (files) throws(ServerStartFailure) in try ServerTLSContext(files) }
+        let tls = try configuration.tlsContext()
         let replayStarted = ContinuousClock.now
         let journal = try Journal.open(
             directory: configuration.journalDirectory, policy: configuration.keyPolicy, now: clock(),
@@ -121,8 +121,7 @@ public final class CarteiraServer: Service {
         var metricsListener: (any Channel)?
         do {
             if let refusal = configuration.plaintextRefusal { throw ServerStartFailure(refusal) }
-            let tlsContext =
-                try tls ?? configuration.tls.map { (files) throws(ServerStartFailure) in try ServerTLSContext(files) }
+            let tlsContext = try tls ?? configuration.tlsContext()
             // Keys that expired while the server was down are rotated first.
             if let seq = service.rotateExpiredKeys() {
                 try await writer.waitDurable(through: seq)

@@ -62,6 +62,13 @@ public struct ServerConfiguration: Sendable {
         self.shutdownGraceSeconds = shutdownGraceSeconds
     }
 
+    /// The TLS context of `tls`, its files read and checked once for every
+    /// connection of a listener; nil without TLS.
+    public func tlsContext() throws(ServerStartFailure) -> ServerTLSContext? {
+        guard let tls else { return nil }
+        return try ServerTLSContext(tls)
+    }
+
     /// Why this configuration must not start: plaintext on an address other
     /// machines can reach sends every token in the clear.
     public var plaintextRefusal: String? {

@@ -281,20 +281,10 @@ public enum JournalVerifier {
     static func verify(directory: String, stop: ScanStop?, anchors: Set<Int64>) throws(JournalError)
         -> VerifySummary
     {
-        let path = try existingJournal(in: directory)
-        let live = JournalLock.isHeld(directory: directory)
-        let scan = try JournalScanner.scan(
-            path: path, policy: KeyPolicy(), passOverIncompleteLine: live, stop: stop, recordingHashesOf: anchors)
+        let scan = try scanned(directory: directory, stop: stop, anchors: anchors)
         if scan.torn { throw .tornTail(offset: scan.goodEnd) }
-        let ledger = scan.ledger
-        if let violation = ledger.checkInvariants() {
-            throw .corrupt(line: ledger.eventCount, reason: "ledger invariant broken: \(violation.message)")
-        }
-        return VerifySummary(
-            events: ledger.eventCount, machines: ledger.machines.count, transfers: ledger.transfers.count,
-            totalMoney: ledger.totalMoney, lastSeq: ledger.lastSeq, lastHash: scan.lastHashText, ledger: ledger,
-            passedOverIncompleteLine: scan.passedOverIncompleteLine, lastAt: scan.lastAt,
-            stoppedEarly: scan.stoppedEarly, hashes: scan.hashes)
+        try checkInvariants(scan.ledger)
+        return summary(of: scan)
     }
 
     /// Checks the whole journal and every anchor, and says what it found:
@@ -307,42 +297,53 @@ public enum JournalVerifier {
         let summary: VerifySummary
         var problem: VerifyReport.Problem?
         do throws(JournalError) {
-            summary = try verify(directory: directory, stop: nil, anchors: seqs)
-        } catch {
-            switch error {
-            case let .corrupt(line, reason):
-                problem = .init(line: line, message: "line \(line): \(reason)")
-                // The state of the lines before it.
-                summary = (try? verify(directory: directory, stop: .beforeLine(line), anchors: seqs)) ?? .empty
-            case let .tornTail(offset):
+            let scan = try scanned(directory: directory, stop: nil, anchors: seqs)
+            if scan.torn {
                 // The whole lines before it check; the torn one is the next.
-                summary = try verify(directory: directory, stop: nil, anchors: seqs, allowingTornTail: true)
+                summary = Self.summary(of: scan)
                 let line = summary.events + 1
                 problem = .init(
                     line: line,
-                    message: "line \(line) (byte \(offset)): torn tail, an incomplete last line;"
+                    message: "line \(line) (byte \(scan.goodEnd)): torn tail, an incomplete last line;"
                         + " `journal repair` cuts it, keeping its bytes")
-            default:
-                throw error
+            } else {
+                try checkInvariants(scan.ledger)
+                summary = Self.summary(of: scan)
             }
+        } catch {
+            guard case let .corrupt(line, reason) = error else { throw error }
+            problem = .init(line: line, message: "line \(line): \(reason)")
+            // The state of the lines before it.
+            summary = (try? verify(directory: directory, stop: .beforeLine(line), anchors: seqs)) ?? .empty
         }
         let results = anchors.map { VerifyReport.AnchorResult(anchor: $0, found: summary.hashes[$0.seq]) }
         return VerifyReport(summary: summary, problem: problem, anchors: results)
     }
 
-    /// The lines before a torn tail, which is not a problem here.
-    private static func verify(directory: String, stop: ScanStop?, anchors: Set<Int64>, allowingTornTail: Bool)
-        throws(JournalError) -> VerifySummary
+    /// Scans the journal in `directory`; while a live server holds the lock,
+    /// an incomplete last line is passed over (it is still being written).
+    private static func scanned(directory: String, stop: ScanStop?, anchors: Set<Int64>) throws(JournalError)
+        -> JournalScan
     {
         let path = try existingJournal(in: directory)
-        let scan = try JournalScanner.scan(
-            path: path, policy: KeyPolicy(), passOverIncompleteLine: false, stop: stop, recordingHashesOf: anchors)
+        return try JournalScanner.scan(
+            path: path, policy: KeyPolicy(), passOverIncompleteLine: JournalLock.isHeld(directory: directory),
+            stop: stop, recordingHashesOf: anchors)
+    }
+
+    private static func checkInvariants(_ ledger: Ledger) throws(JournalError) {
+        if let violation = ledger.checkInvariants() {
+            throw .corrupt(line: ledger.eventCount, reason: "ledger invariant broken: \(violation.message)")
+        }
+    }
+
+    private static func summary(of scan: JournalScan) -> VerifySummary {
         let ledger = scan.ledger
         return VerifySummary(
             events: ledger.eventCount, machines: ledger.machines.count, transfers: ledger.transfers.count,
             totalMoney: ledger.totalMoney, lastSeq: ledger.lastSeq, lastHash: scan.lastHashText, ledger: ledger,
-            passedOverIncompleteLine: false, lastAt: scan.lastAt, stoppedEarly: scan.stoppedEarly,
-            hashes: scan.hashes)
+            passedOverIncompleteLine: scan.passedOverIncompleteLine, lastAt: scan.lastAt,
+            stoppedEarly: scan.stoppedEarly, hashes: scan.hashes)
     }
 
     static func existingJournal(in directory: String) throws(JournalError) -> String {

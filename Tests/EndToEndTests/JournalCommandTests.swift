@@ -97,6 +97,9 @@ struct JournalCommandTests {
         let verified = try await run(["verify", journal])
         #expect(verified.status == 1)
         #expect(verified.errors.contains("\(whole.count)"))
+        // The report: the four whole lines check, the torn one is line 5.
+        #expect(verified.errors.contains("line 5 (byte \(whole.count)): torn tail"), "\(verified.errors)")
+        #expect(verified.output.contains("verdict: FAILED"), "\(verified.output)")
         let repaired = try await run(["repair", journal])
         #expect(repaired.status == 0)
         #expect(repaired.output.contains("\(whole.count)"))

@@ -66,10 +66,11 @@ struct ServerConsoleBackend: ConsoleBackend {
         return await verifier.run {
             do {
                 let report = try JournalVerifier.report(directory: directory)
+                let path = Journal.path(in: directory)
                 return .success(
                     ConsoleReport(
-                        text: JournalRows.render(report, journal: Journal.path(in: directory), format: .table),
-                        rows: JournalRows.rows(report, journal: Journal.path(in: directory)), passed: report.passed))
+                        text: JournalRows.render(report, journal: path, format: .table),
+                        rows: JournalRows.rows(report, journal: path), passed: report.passed))
             } catch {
                 return .failure(JournalVerifyFailure("\(error)"))
             }

@@ -43,7 +43,7 @@ struct ReadlinePrompter: LinePrompter {
 
     /// An editor when standard input is a terminal; `nil` on a pipe.
     static func openIfTerminal(stateDirectory: String) throws -> ReadlinePrompter? {
-        guard isatty(STDIN_FILENO) == 1 else { return nil }
+        guard Terminal.isTerminal(fd: STDIN_FILENO) else { return nil }
         try? FileManager.default.createDirectory(
             atPath: stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let editor = try LineEditor(

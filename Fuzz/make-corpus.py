@@ -62,7 +62,7 @@ def protocol():
         "history-limit": "HISTORY|1000", "history-over": "HISTORY|1001", "quit": "QUIT",
         "unknown": "FROB|x", "empty-fields": "||", "long-s": "\u017fend|x|1",
         "combining": "SEND|\u0301|1|\u0301", "kelvin": "\u212aEY", "cr-inside": "CHECK|a\rb",
-        "nul": "PING\x00", "bars": "REGISTER||",
+        "nul": "PING\x00", "nul-before-command": "\x00\x00ROTATE", "bars": "REGISTER||",
     }
     for name, line in lines.items():
         write(t, name, line)
@@ -149,7 +149,7 @@ def console():
         "history-machine": "history alpha --limit 1 --format json", "tx": "tx T000000000004",
         "tx-csv": "tx T000000000005 --format csv", "sessions": "sessions --format json", "stats": "stats",
         "stats-json": "stats --format json", "rotate": "rotate gamma", "rotate-unknown": "rotate nobody",
-        "verify": "verify", "shutdown": "shutdown", "quit": "quit", "tabs": "machines\t--limit\t1",
+        "verify": "verify", "shutdown": "shutdown", "shutdown-mixed-case": "shutDown", "quit": "quit", "tabs": "machines\t--limit\t1",
         "bad-option": "machines --frob", "missing-value": "history --limit", "limit-zero": "history --limit 0",
         "limit-plus": "history --limit +5", "format-bad": "stats --format xml", "extra": "verify now",
         "unicode": "machine \u00e1lpha", "empty": "", "spaces": "   ",
@@ -158,6 +158,9 @@ def console():
     }.items():
         write(t, name, line)
     write(t, "long", "machine " + "a" * 5000)
+    # Found by CI's fuzz run: a refused name that starts with `[`, in bad
+    # UTF-8 longer than the 80 characters a refusal repeats, with JSON asked.
+    write(t, "refusal-bracket-json", b"machine [" + b"\xff" * 100 + b"[" * 40 + b"alpha --format json")
 
 
 if __name__ == "__main__":

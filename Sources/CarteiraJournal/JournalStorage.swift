@@ -6,7 +6,8 @@
 
 /// The journal file as the writer uses it: a seam so tests can inject a
 /// failing or short write or a failing sync. Used from one thread at a time
-/// (the writer thread, or `Journal.open` before the writer starts).
+/// (the writer thread, a caller running a batch in its place, or
+/// `Journal.open` before the writer starts).
 public protocol JournalStorage: Sendable {
     /// Writes all of `bytes` at the end of the file, or throws.
     func append(_ bytes: [UInt8]) throws
@@ -14,6 +15,16 @@ public protocol JournalStorage: Sendable {
     func sync() throws
     func truncate(to offset: Int64) throws
     func size() throws -> Int64
+    /// Whether a batch may be written and synced on the thread that queued
+    /// it, while the writer's own thread is parked (`JournalWriter
+    /// .syncPendingHere()`): true only when a sync waits for nothing but the
+    /// local disk, as a file's does; false (the default) for storage that
+    /// waits on the network or on anything else.
+    var syncsOnCaller: Bool { get }
+}
+
+extension JournalStorage {
+    public var syncsOnCaller: Bool { false }
 }
 
 /// The journal file on a POSIX file system, opened for appending (created
@@ -46,6 +57,9 @@ public final class PosixJournalStorage: JournalStorage {
     deinit {
         close(descriptor)
     }
+
+    /// A local file: a sync waits only for the disk.
+    public var syncsOnCaller: Bool { true }
 
     public func append(_ bytes: [UInt8]) throws {
         try Posix.writeAll(descriptor, bytes, what: path)

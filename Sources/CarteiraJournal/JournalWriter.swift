@@ -6,6 +6,9 @@ import Synchronization
 /// What the writer has done since the journal was opened.
 public struct JournalStatistics: Sendable, Hashable {
     public var syncs: Int
+    /// How many of `syncs` ran on the thread that queued the batch
+    /// (`JournalWriter.syncPendingHere()`) instead of the writer's own.
+    public var syncsOnCaller = 0
     public var eventsSynced: Int
     /// The last durable line's `seq`.
     public var lastSeq: Int64
@@ -26,7 +29,8 @@ public struct JournalBatch: Sendable {
     public var syncNanoseconds: Int64
 }
 
-/// What the writer tells its owner after each batch, on the writer thread.
+/// What the writer tells its owner after each batch, on the thread that ran
+/// it.
 public enum JournalProgress: Sendable {
     /// Every line up to this `seq` is on stable storage.
     case durable(through: Int64, batch: JournalBatch)
@@ -41,6 +45,15 @@ public enum JournalProgress: Sendable {
 /// (`onProgress`) and resumes every waiter whose line is durable. While a
 /// sync runs, new events gather into the next batch, so `append` never waits
 /// for the disk, and the owner's lock is never held for encoding or hashing.
+///
+/// A batch can also run on the caller's thread: an owner that queues with
+/// `append(_:wakeWriter: false)` promises to call `syncPendingHere()` soon
+/// after (an event loop does at the end of its turn), and when the writer
+/// thread is parked then, the batch is written and synced right there. On a
+/// lightly loaded server that saves the two thread wake-ups of a round trip
+/// through the writer thread, as Redis saves them by syncing on its one
+/// thread; under load the thread is busy, the call does nothing, and group
+/// commit runs on the thread as before.
 ///
 /// After a failed write or sync nothing more is ever acknowledged: every
 /// current and later `waitDurable` throws `.closed`.
@@ -68,8 +81,20 @@ public final class JournalWriter: Sendable {
         var threadExited = false
         /// The writer thread is parked on `wakeUp` and needs a signal.
         var writerIdle = false
+        /// A batch is running on a caller's thread (`syncPendingHere`): the
+        /// parked writer thread must not be woken until it is done.
+        var batchOnCaller = false
         var waiters: [Waiter] = []
         var exitWaiters: [CheckedContinuation<Void, Never>] = []
+
+        /// True (and the thread no longer counted as parked) when the writer
+        /// thread is parked and may be woken now: not while a batch runs on
+        /// a caller, which wakes it when done.
+        mutating func takeParkedWriter() -> Bool {
+            guard writerIdle, !batchOnCaller else { return false }
+            writerIdle = false
+            return true
+        }
 
         /// The answer for a waiter on `seq` if there is one already.
         func settled(_ seq: Int64) -> Result<Void, JournalError>? {
@@ -88,6 +113,9 @@ public final class JournalWriter: Sendable {
 
     private let storage: any JournalStorage
     private let threaded: Bool
+    /// A batch may run on the caller's thread: a threaded writer whose
+    /// storage allows it.
+    private let syncsOnCaller: Bool
     private let state: Locked<State>
     private let chain: Locked<ChainEnd>
     private let wakeUp = DispatchSemaphore(value: 0)
@@ -105,6 +133,7 @@ public final class JournalWriter: Sendable {
     init(storage: any JournalStorage, lastSeq: Int64, lastHash: [UInt8], fileSize: Int64, threaded: Bool) {
         self.storage = storage
         self.threaded = threaded
+        syncsOnCaller = threaded && storage.syncsOnCaller
         let statistics = JournalStatistics(syncs: 0, eventsSynced: 0, lastSeq: lastSeq, fileSize: fileSize)
         state = Locked(
             State(appendedSeq: lastSeq, durableSeq: lastSeq, statistics: statistics, durableHash: lastHash))
@@ -121,18 +150,48 @@ public final class JournalWriter: Sendable {
     /// Queues `event` for the next batch; false (and nothing queued) once
     /// the writer has failed or is stopping. `event.seq` must follow the
     /// last appended one.
+    ///
+    /// `wakeWriter: false` leaves a parked writer thread parked: the caller
+    /// then must call `syncPendingHere()` soon, which syncs the batch on its
+    /// thread or wakes the writer's. Storage that cannot sync on a caller
+    /// (`JournalStorage.syncsOnCaller`) always wakes the thread.
     @discardableResult
-    public func append(_ event: Event) -> Bool {
+    public func append(_ event: Event, wakeWriter: Bool = true) -> Bool {
+        let wakeNow = wakeWriter || !syncsOnCaller
         let (queued, wake) = state.withLock { state in
             guard state.failure == nil, !state.stopping else { return (false, false) }
             precondition(event.seq == state.appendedSeq + 1, "journal append out of seq order")
             state.appendedSeq = event.seq
             state.pending.append(event)
-            defer { state.writerIdle = false }
-            return (true, state.writerIdle)
+            return (true, wakeNow && state.takeParkedWriter())
         }
         if wake { wakeUp.signal() }
         return queued
+    }
+
+    /// Called soon after `append(_:wakeWriter: false)`, on a thread that may
+    /// block for one sync: if events are pending and the writer thread is
+    /// parked, writes and syncs them here, as the thread would, and then
+    /// wakes the thread if more arrived meanwhile. Otherwise does nothing:
+    /// the thread is at work and takes what is pending next.
+    public func syncPendingHere() {
+        guard syncsOnCaller else { return }
+        let events = state.withLock { state -> [Event]? in
+            guard state.writerIdle, !state.batchOnCaller, state.failure == nil, !state.pending.isEmpty else {
+                return nil
+            }
+            state.batchOnCaller = true
+            defer { state.pending = [] }
+            return state.pending
+        }
+        guard let events else { return }
+        runBatch(events, onCaller: true)
+        let wake = state.withLock { state in
+            state.batchOnCaller = false
+            let owed = !state.pending.isEmpty || state.stopping || state.failure != nil
+            return owed && state.takeParkedWriter()
+        }
+        if wake { wakeUp.signal() }
     }
 
     /// Returns once the line with `seq` is on stable storage (at once if it
@@ -156,8 +215,8 @@ public final class JournalWriter: Sendable {
     /// what it published before this load.
     public var durableSeq: Int64 { durable.load(ordering: .sequentiallyConsistent) }
 
-    /// Called on the writer thread after every synced batch and once on
-    /// failure, so the owner can release what waited for the disk with one
+    /// Called after every synced batch and once on failure, on the thread
+    /// that ran the batch (the writer's, or a caller's in `syncPendingHere`), so the owner can release what waited for the disk with one
     /// job per batch. Set it before the first `append`.
     public func onProgress(_ handler: @escaping @Sendable (JournalProgress) -> Void) {
         state.withLock { $0.progressHandler = handler }
@@ -181,8 +240,7 @@ public final class JournalWriter: Sendable {
                 state.stopping = true
                 if state.threadExited { return (true, false) }
                 state.exitWaiters.append(continuation)
-                defer { state.writerIdle = false }
-                return (false, state.writerIdle)
+                return (false, state.takeParkedWriter())
             }
             if wake { wakeUp.signal() }
             if exited { continuation.resume() }
@@ -246,37 +304,45 @@ public final class JournalWriter: Sendable {
             finish()
             return .exited
         case let .write(events):
-            let written = chain.withLock {
-                chain -> Result<(bytes: Int, nanoseconds: Int64, hash: [UInt8]), JournalError> in
-                chain.bytes.removeAll(keepingCapacity: true)
-                for event in events { JournalEncoder.appendLine(event, chainHash: &chain.hash, to: &chain.bytes) }
-                do {
-                    let started = DispatchTime.now().uptimeNanoseconds
-                    try storage.append(chain.bytes)
-                    try storage.sync()
-                    let took = Int64(clamping: DispatchTime.now().uptimeNanoseconds &- started)
-                    return .success((chain.bytes.count, took, chain.hash))
-                } catch {
-                    return .failure(error as? JournalError ?? .io("\(error)"))
-                }
-            }
-            switch written {
-            case let .success(written):
-                complete(
-                    JournalBatch(events: events, bytes: written.bytes, syncNanoseconds: written.nanoseconds),
-                    lastHash: written.hash)
-            case let .failure(error): fail(error)
-            }
+            runBatch(events, onCaller: false)
             return .wrote
         }
     }
 
-    private func complete(_ batch: JournalBatch, lastHash: [UInt8]) {
+    /// Encodes `events` onto the chain, writes them with one append, syncs
+    /// once, and then publishes or fails: one batch, on whichever thread
+    /// took it (only one at a time does).
+    private func runBatch(_ events: [Event], onCaller: Bool) {
+        let written = chain.withLock {
+            chain -> Result<(bytes: Int, nanoseconds: Int64, hash: [UInt8]), JournalError> in
+            chain.bytes.removeAll(keepingCapacity: true)
+            for event in events { JournalEncoder.appendLine(event, chainHash: &chain.hash, to: &chain.bytes) }
+            do {
+                let started = DispatchTime.now().uptimeNanoseconds
+                try storage.append(chain.bytes)
+                try storage.sync()
+                let took = Int64(clamping: DispatchTime.now().uptimeNanoseconds &- started)
+                return .success((chain.bytes.count, took, chain.hash))
+            } catch {
+                return .failure(error as? JournalError ?? .io("\(error)"))
+            }
+        }
+        switch written {
+        case let .success(written):
+            complete(
+                JournalBatch(events: events, bytes: written.bytes, syncNanoseconds: written.nanoseconds),
+                lastHash: written.hash, onCaller: onCaller)
+        case let .failure(error): fail(error)
+        }
+    }
+
+    private func complete(_ batch: JournalBatch, lastHash: [UInt8], onCaller: Bool) {
         let lastSeq = batch.events[batch.events.count - 1].seq
         let (ready, handler) = state.withLock { state in
             state.durableSeq = lastSeq
             durable.store(lastSeq, ordering: .sequentiallyConsistent)
             state.statistics.syncs += 1
+            if onCaller { state.statistics.syncsOnCaller += 1 }
             state.statistics.eventsSynced += batch.events.count
             state.statistics.fileSize += Int64(batch.bytes)
             state.statistics.lastSeq = lastSeq

@@ -9,22 +9,43 @@ import Synchronization
 /// schedules one job per loop that has any (`durable()`), which releases
 /// every answer up to the durable `seq` and flushes each affected connection
 /// once, like Redis's `beforeSleep`.
+///
+/// A request's event does not wake a parked journal thread: the loop runs
+/// one job at the end of its turn (`syncSoon`), after every connection's
+/// lines of that turn, which syncs the batch on the loop itself when the
+/// journal thread is still parked, and does nothing when it is at work.
 final class LoopRelease: Sendable {
     /// Loop-confined state.
     final class Local {
         var waiting: [ObjectIdentifier: ConnectionHandler] = [:]
         var requestRate = RequestRate()
+        /// A `syncSoon` job is on its way.
+        var syncScheduled = false
     }
 
     let eventLoop: any EventLoop
     let local: NIOLoopBoundBox<Local>
+    private let writer: JournalWriter
     /// True while `waiting` may be non-empty and no job is on its way.
     private let scheduled = Atomic<Bool>(false)
 
     /// Must be called on `eventLoop`.
-    init(eventLoop: any EventLoop) {
+    init(eventLoop: any EventLoop, writer: JournalWriter) {
         self.eventLoop = eventLoop
+        self.writer = writer
         local = NIOLoopBoundBox(Local(), eventLoop: eventLoop)
+    }
+
+    /// On the loop: a connection queued an answer that waits for an event
+    /// this turn appended. One job a turn, after the lines of every
+    /// connection: `JournalWriter.syncPendingHere()`.
+    func syncSoon() {
+        guard !local.value.syncScheduled else { return }
+        local.value.syncScheduled = true
+        eventLoop.execute { [self] in
+            local.value.syncScheduled = false
+            writer.syncPendingHere()
+        }
     }
 
     /// On the loop: `handler` has an answer waiting for the journal. The
@@ -288,6 +309,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
             let answer = core.ledger.perform(query, for: link, now: now)
             session.answered(answer.response, now: now)
             (response, kind, durableThrough) = (answer.response, .answer, answer.durableThrough)
+            // An event a request appends leaves a parked journal thread
+            // parked (`LedgerService.record`): this loop syncs it at the end
+            // of its turn, or wakes the thread.
+            if durableThrough > core.writer.durableSeq { release.syncSoon() }
         }
         // Counted before the answer can be written.
         core.metrics?.request(try? parsed?.get(), answered: response)

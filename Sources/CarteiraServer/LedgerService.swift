@@ -232,7 +232,7 @@ public final class LedgerService: Sendable {
             let command = Command.register(
                 machine: machine, tokenDigest: SecureRandom.digest(of: token), key: freshKey(state.ledger),
                 initialBalance: initialBalance)
-            switch commit(command, at: now, state: &state) {
+            switch commit(command, at: now, wakeWriter: false, state: &state) {
             case let .failure(rejection): return answer(.error(rejection))
             case .success:
                 bind(link, to: machine, state: &state)
@@ -262,7 +262,10 @@ public final class LedgerService: Sendable {
 
         case let .rotate(machine):
             var pushes: [(ConnectionLink, Outgoing)] = []
-            switch rotateKey(of: machine, reason: .request, at: now, except: link.id, pushes: &pushes, state: &state) {
+            switch rotateKey(
+                of: machine, reason: .request, at: now, except: link.id, wakeWriter: false, pushes: &pushes,
+                state: &state)
+            {
             case let .failure(rejection): return answer(.error(rejection))
             case let .success((key, expires)):
                 var result = answer(.rotated(key, expires: expires))
@@ -284,7 +287,9 @@ public final class LedgerService: Sendable {
             case let .alreadyDone(tx):
                 return answer(.sent(tx: tx, balance: currentBalance(sender, state), again: true))
             case let .accept(event):
-                guard record(event, state: &state) else { return answer(.error(ServingState.journalUnavailable)) }
+                guard record(event, wakeWriter: false, state: &state) else {
+                    return answer(.error(ServingState.journalUnavailable))
+                }
                 guard case let .transfer(transfer) = event.kind else {
                     preconditionFailure("a transfer decision yields a transfer")
                 }
@@ -330,20 +335,26 @@ public final class LedgerService: Sendable {
     }
 
     /// Decides `command`, applies and journals the event.
-    private func commit(_ command: Command, at now: Timestamp, state: inout State) -> Result<Event, Rejection> {
+    private func commit(_ command: Command, at now: Timestamp, wakeWriter: Bool, state: inout State)
+        -> Result<Event, Rejection>
+    {
         switch state.ledger.decide(command, at: now) {
         case let .reject(rejection): return .failure(rejection)
         case .alreadyDone: preconditionFailure("only transfers can be already done")
         case let .accept(event):
-            guard record(event, state: &state) else { return .failure(ServingState.journalUnavailable) }
+            guard record(event, wakeWriter: wakeWriter, state: &state) else {
+                return .failure(ServingState.journalUnavailable)
+            }
             return .success(event)
         }
     }
 
     /// Applies an accepted event and hands it to the journal writer; false
-    /// (and nothing changed) once the writer has failed.
-    private func record(_ event: Event, state: inout State) -> Bool {
-        guard writer.append(event) else {
+    /// (and nothing changed) once the writer has failed. A request's event
+    /// leaves a parked writer thread parked (`wakeWriter: false`): its event
+    /// loop runs the batch at the end of its turn (`LoopRelease.syncSoon`).
+    private func record(_ event: Event, wakeWriter: Bool, state: inout State) -> Bool {
+        guard writer.append(event, wakeWriter: wakeWriter) else {
             // The writer failed, or stopped at the very end of a shutdown.
             stopServing(writer.failure == nil ? .shuttingDown : .journalFailed, &state)
             return false
@@ -357,11 +368,11 @@ public final class LedgerService: Sendable {
     }
 
     private func rotateKey(
-        of machine: MachineName, reason: KeyRotationReason, at now: Timestamp, except: Int?,
+        of machine: MachineName, reason: KeyRotationReason, at now: Timestamp, except: Int?, wakeWriter: Bool = true,
         pushes: inout [(ConnectionLink, Outgoing)], state: inout State
     ) -> Result<(PaymentKey, Timestamp), Rejection> {
         let command = Command.rotateKey(machine: machine, newKey: freshKey(state.ledger), reason: reason)
-        switch commit(command, at: now, state: &state) {
+        switch commit(command, at: now, wakeWriter: wakeWriter, state: &state) {
         case let .failure(rejection): return .failure(rejection)
         case let .success(event):
             guard case let .keyRotated(rotation) = event.kind else {

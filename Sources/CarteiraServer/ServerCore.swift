@@ -48,7 +48,7 @@ final class ServerCore: Sendable {
     func release(for loop: any EventLoop) -> LoopRelease {
         loops.withLock { loops in
             if let existing = loops[ObjectIdentifier(loop)] { return existing }
-            let made = LoopRelease(eventLoop: loop)
+            let made = LoopRelease(eventLoop: loop, writer: writer)
             loops[ObjectIdentifier(loop)] = made
             return made
         }

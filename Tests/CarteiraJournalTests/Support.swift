@@ -177,9 +177,13 @@ final class FaultyStorage: JournalStorage {
     private let file: PosixJournalStorage
     private let state = Locked(State())
     private let gate = DispatchSemaphore(value: 0)
+    /// Whether the writer may run a batch on the appending thread; off by
+    /// default, since a closed gate would then hold that thread.
+    let syncsOnCaller: Bool
 
-    init(path: String) throws {
+    init(path: String, syncsOnCaller: Bool = false) throws {
         file = try PosixJournalStorage(path: path)
+        self.syncsOnCaller = syncsOnCaller
     }
 
     func inject(_ fault: Fault) { state.withLock { $0.fault = fault } }
@@ -223,10 +227,11 @@ final class FaultyStorage: JournalStorage {
 }
 
 /// Opens `directory` with a `FaultyStorage` and hands back both.
-func openFaulty(_ directory: TemporaryDirectory) throws -> (OpenedJournal, FaultyStorage) {
+func openFaulty(_ directory: TemporaryDirectory, syncsOnCaller: Bool = false) throws -> (OpenedJournal, FaultyStorage)
+{
     let box = Locked<FaultyStorage?>(nil)
     let opened = try Journal.open(directory: directory.path, policy: KeyPolicy(), now: startTime) { path in
-        let storage = try FaultyStorage(path: path)
+        let storage = try FaultyStorage(path: path, syncsOnCaller: syncsOnCaller)
         box.withLock { $0 = storage }
         return storage
     }

@@ -5,7 +5,7 @@ import Testing
 
 @testable import CarteiraJournal
 
-@Suite("Journal writer")
+@Suite("Journal writer", .timeLimit(.minutes(1)))
 struct WriterTests {
     @Test("200 concurrent appenders through one owner resolve with far fewer syncs than events")
     func groupCommit() async throws {
@@ -64,6 +64,128 @@ struct WriterTests {
         await #expect(throws: JournalError.closed) { try await opened.writer.waitDurable(through: 3) }
         opened.lock.release()
         #expect(try JournalVerifier.verify(directory: directory.path).lastSeq == 2)
+    }
+
+    /// Registers machines with `append(_:wakeWriter: false)` and
+    /// `syncPendingHere()`, as an event loop does, until one batch ran on
+    /// this thread (the writer thread parks soon after the journal opens;
+    /// until then it takes what is pending itself). After that the writer
+    /// thread stays parked, so every such batch runs here.
+    static func syncUntilOnCaller(_ writer: JournalWriter, _ driver: inout LedgerDriver) async throws -> Bool {
+        let deadline = ContinuousClock.now + .seconds(20)
+        var index = 0
+        while ContinuousClock.now < deadline {
+            let registeredEvent = driver.register("early\(index)")
+            let event = try #require(registeredEvent)
+            index += 1
+            #expect(writer.append(event, wakeWriter: false))
+            writer.syncPendingHere()
+            if writer.statistics().syncsOnCaller > 0 {
+                #expect(writer.durableSeq == event.seq, "durable once syncPendingHere returns")
+                return true
+            }
+            try await writer.waitDurable(through: event.seq)
+        }
+        return false
+    }
+
+    @Test("while the writer thread is parked, a batch runs on the thread that appended it, and is durable on return")
+    func batchOnCaller() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let opened = try Journal.open(directory: directory.path, policy: KeyPolicy(), now: startTime)
+        let writer = opened.writer
+        var driver = LedgerDriver(ledger: opened.ledger)
+        #expect(try await Self.syncUntilOnCaller(writer, &driver))
+
+        // Three appends, one call: one batch, here.
+        let before = writer.statistics()
+        var last: Int64 = 0
+        for name in ["alice", "bob", "carol"] {
+            let registeredEvent = driver.register(name)
+            let event = try #require(registeredEvent)
+            writer.append(event, wakeWriter: false)
+            last = event.seq
+        }
+        #expect(writer.durableSeq < last, "nothing syncs before syncPendingHere")
+        writer.syncPendingHere()
+        #expect(writer.durableSeq == last)
+        let after = writer.statistics()
+        #expect(after.syncs == before.syncs + 1)
+        #expect(after.syncsOnCaller == before.syncsOnCaller + 1)
+        #expect(after.eventsSynced == before.eventsSynced + 3)
+
+        // Nothing pending: nothing to do.
+        writer.syncPendingHere()
+        #expect(writer.statistics().syncs == after.syncs)
+
+        // An append that wakes the writer still goes through its thread.
+        let registeredWoken = driver.register("dave")
+        let woken = try #require(registeredWoken)
+        writer.append(woken)
+        try await writer.waitDurable(through: woken.seq)
+        #expect(writer.statistics().syncsOnCaller == after.syncsOnCaller)
+        await writer.shutdown()
+        opened.lock.release()
+        let verified = try JournalVerifier.verify(directory: directory.path)
+        #expect(verified.lastSeq == woken.seq)
+    }
+
+    @Test("storage that cannot sync on the caller: an append that leaves the writer parked wakes it anyway")
+    func storageRefusesCaller() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let (opened, _) = try openFaulty(directory, syncsOnCaller: false)
+        var driver = LedgerDriver(ledger: opened.ledger)
+        for name in ["alice", "bob"] {
+            let registeredEvent = driver.register(name)
+            let event = try #require(registeredEvent)
+            opened.writer.append(event, wakeWriter: false)
+            opened.writer.syncPendingHere()
+            // Durable without anybody calling anything more: the thread ran it.
+            try await opened.writer.waitDurable(through: event.seq)
+        }
+        #expect(opened.writer.statistics().syncsOnCaller == 0)
+        await opened.writer.shutdown()
+        opened.lock.release()
+    }
+
+    @Test(
+        "a failed sync on the caller closes the writer: its waiters throw .closed and the writer thread exits",
+        arguments: [FaultyStorage.Fault.appendFails, .syncFails])
+    func failureOnCaller(fault: FaultyStorage.Fault) async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let (opened, storage) = try openFaulty(directory, syncsOnCaller: true)
+        let writer = opened.writer
+        var driver = LedgerDriver(ledger: opened.ledger)
+        #expect(try await Self.syncUntilOnCaller(writer, &driver))
+        let durable = writer.durableSeq
+        let onCaller = writer.statistics().syncsOnCaller
+
+        storage.inject(fault)
+        let registeredEvent = driver.register("doomed")
+        let event = try #require(registeredEvent)
+        writer.append(event, wakeWriter: false)
+        let waiting = Task { () -> JournalError? in
+            do throws(JournalError) {
+                try await writer.waitDurable(through: event.seq)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        writer.syncPendingHere()
+        #expect(writer.failure != nil, "the batch ran, and failed, here")
+        #expect(await waiting.value == .closed)
+        #expect(writer.durableSeq == durable)
+        #expect(writer.statistics().syncsOnCaller == onCaller)
+        let registeredLater = driver.register("later")
+        let later = try #require(registeredLater)
+        #expect(!writer.append(later, wakeWriter: false))
+        // The writer thread was woken to exit, so shutdown returns.
+        await writer.shutdown()
+        opened.lock.release()
     }
 
     /// Registers `names` through `opened`, returning the tasks waiting on each

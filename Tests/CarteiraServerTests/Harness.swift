@@ -161,10 +161,12 @@ func errorCode(_ line: String) -> String? {
 }
 
 /// Journal storage that works until `failing` is set, then throws on every
-/// write: a disk that fills up or goes away.
+/// write: a disk that fills up or goes away. A real file, so a batch may run
+/// on an event loop while the journal thread is parked, as with the file.
 final class BreakableStorage: JournalStorage {
     private let real: PosixJournalStorage
     let failing = Locked(false)
+    var syncsOnCaller: Bool { true }
 
     init(path: String) throws {
         real = try PosixJournalStorage(path: path)

@@ -1,6 +1,7 @@
 public import ArgumentParser
 import CarteiraConsole
 import CarteiraCore
+import CarteiraJournal
 import CarteiraServer
 import CarteiraTerminal
 public import Logging
@@ -90,6 +91,14 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "Allow plaintext on a non-loopback --host (tokens then cross the network in the clear).")
     var insecurePlaintext = false
 
+    /// For benchmarks (docs/benchmarks.md): the request path before batches
+    /// could run on an event loop, to measure both in one run.
+    @Flag(
+        help: ArgumentHelp(
+            "Sync every journal batch on the journal thread, never on an event loop (for benchmarks).",
+            visibility: .hidden))
+    var journalThreadOnly = false
+
     func validate() throws {
         guard initialBalanceCentavos != nil else {
             throw ValidationError("--initial-balance must be an amount like 100, 50,25 or 0")
@@ -155,7 +164,10 @@ struct Serve: AsyncParsableCommand {
         let server: CarteiraServer
         do {
             let loops = MultiThreadedEventLoopGroup(numberOfThreads: eventLoops)
-            server = try await CarteiraServer.start(configuration: configuration, logger: logger, eventLoopGroup: loops)
+            let threadOnly = journalThreadOnly
+            server = try await CarteiraServer.start(
+                configuration: configuration, logger: logger, eventLoopGroup: loops,
+                storage: threadOnly ? { try PosixJournalStorage(path: $0, syncsOnCaller: false) } : nil)
         } catch {
             printError("carteira-server: \(error)")
             throw ExitCode(1)

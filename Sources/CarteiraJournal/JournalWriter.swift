@@ -169,21 +169,31 @@ public final class JournalWriter: Sendable {
         return queued
     }
 
+    /// The most events `syncPendingHere` syncs on the caller's thread; with
+    /// more pending it wakes the writer thread instead.
+    static let mostEventsOnCaller = 4
+
     /// Called soon after `append(_:wakeWriter: false)`, on a thread that may
-    /// block for one sync: if events are pending and the writer thread is
-    /// parked, writes and syncs them here, as the thread would, and then
-    /// wakes the thread if more arrived meanwhile. Otherwise does nothing:
-    /// the thread is at work and takes what is pending next.
+    /// block for one sync: if a few events (`mostEventsOnCaller`) are
+    /// pending and the writer thread is parked, writes and syncs them here,
+    /// as the thread would, and then wakes the thread if more arrived
+    /// meanwhile; with more pending it wakes the thread. When the thread is
+    /// at work it does nothing: the thread takes what is pending next.
     public func syncPendingHere() {
         guard syncsOnCaller else { return }
-        let events = state.withLock { state -> [Event]? in
+        let (events, wakeInstead) = state.withLock { state -> ([Event]?, Bool) in
             guard state.writerIdle, !state.batchOnCaller, state.failure == nil, !state.pending.isEmpty else {
-                return nil
+                return (nil, false)
             }
+            // More than a few: the server is busy, the two wake-ups are
+            // shared by many events, and the caller has better to do than
+            // wait for a sync.
+            guard state.pending.count <= Self.mostEventsOnCaller else { return (nil, state.takeParkedWriter()) }
             state.batchOnCaller = true
             defer { state.pending = [] }
-            return state.pending
+            return (state.pending, false)
         }
+        if wakeInstead { wakeUp.signal() }
         guard let events else { return }
         runBatch(events, onCaller: true)
         let wake = state.withLock { state in

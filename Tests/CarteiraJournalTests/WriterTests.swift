@@ -119,6 +119,18 @@ struct WriterTests {
         writer.syncPendingHere()
         #expect(writer.statistics().syncs == after.syncs)
 
+        // More than a few pending: the call wakes the writer thread instead.
+        var many: Int64 = 0
+        for index in 0..<(JournalWriter.mostEventsOnCaller + 1) {
+            let registeredEvent = driver.register("many\(index)")
+            let event = try #require(registeredEvent)
+            writer.append(event, wakeWriter: false)
+            many = event.seq
+        }
+        writer.syncPendingHere()
+        try await writer.waitDurable(through: many)
+        #expect(writer.statistics().syncsOnCaller == after.syncsOnCaller)
+
         // An append that wakes the writer still goes through its thread.
         let registeredWoken = driver.register("dave")
         let woken = try #require(registeredWoken)

@@ -27,6 +27,9 @@ public struct JournalBatch: Sendable {
     public var bytes: Int
     /// Nanoseconds the write and the sync took together.
     public var syncNanoseconds: Int64
+    /// It ran on the thread that queued it (`JournalWriter.syncPendingHere`),
+    /// not on the writer's own.
+    public var ranOnCaller = false
 }
 
 /// What the writer tells its owner after each batch, on the thread that ran
@@ -340,19 +343,21 @@ public final class JournalWriter: Sendable {
         switch written {
         case let .success(written):
             complete(
-                JournalBatch(events: events, bytes: written.bytes, syncNanoseconds: written.nanoseconds),
-                lastHash: written.hash, onCaller: onCaller)
+                JournalBatch(
+                    events: events, bytes: written.bytes, syncNanoseconds: written.nanoseconds,
+                    ranOnCaller: onCaller),
+                lastHash: written.hash)
         case let .failure(error): fail(error)
         }
     }
 
-    private func complete(_ batch: JournalBatch, lastHash: [UInt8], onCaller: Bool) {
+    private func complete(_ batch: JournalBatch, lastHash: [UInt8]) {
         let lastSeq = batch.events[batch.events.count - 1].seq
         let (ready, handler) = state.withLock { state in
             state.durableSeq = lastSeq
             durable.store(lastSeq, ordering: .sequentiallyConsistent)
             state.statistics.syncs += 1
-            if onCaller { state.statistics.syncsOnCaller += 1 }
+            if batch.ranOnCaller { state.statistics.syncsOnCaller += 1 }
             state.statistics.eventsSynced += batch.events.count
             state.statistics.fileSize += Int64(batch.bytes)
             state.statistics.lastSeq = lastSeq

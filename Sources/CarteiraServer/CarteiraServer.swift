@@ -236,7 +236,9 @@ public final class CarteiraServer: Service {
         logger.info(
             "Stopped",
             metadata: [
-                "journal.syncs": "\(statistics.syncs)", "journal.events_synced": "\(statistics.eventsSynced)",
+                "journal.syncs": "\(statistics.syncs)",
+                "journal.syncs_on_event_loop": "\(statistics.syncsOnCaller)",
+                "journal.events_synced": "\(statistics.eventsSynced)",
                 "journal.last_seq": "\(statistics.lastSeq)",
             ])
     }

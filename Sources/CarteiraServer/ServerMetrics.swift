@@ -25,6 +25,7 @@ final class ServerMetrics: Sendable {
     private let connectionsAccepted: CoreMetrics.Counter
     private let connectionsRefused: CoreMetrics.Counter
     private let syncs: CoreMetrics.Counter
+    private let syncsOnEventLoop: CoreMetrics.Counter
     private let journalEvents: CoreMetrics.Counter
     private let journalBytes: CoreMetrics.Counter
     private let eventsPerSync: CoreMetrics.Recorder
@@ -76,6 +77,7 @@ final class ServerMetrics: Sendable {
         connectionsAccepted = counter("carteira_connections_total", [("result", "accepted")])
         connectionsRefused = counter("carteira_connections_total", [("result", "refused")])
         syncs = counter("carteira_journal_syncs_total")
+        syncsOnEventLoop = counter("carteira_journal_syncs_on_event_loop_total")
         journalEvents = counter("carteira_journal_events_total")
         journalBytes = counter("carteira_journal_bytes_total")
         eventsPerSync = histogram("carteira_journal_events_per_sync")
@@ -141,9 +143,10 @@ final class ServerMetrics: Sendable {
     /// An admitted connection closed.
     func connectionClosed() { connectionsOpen.record(open.subtract(1, ordering: .relaxed).newValue) }
 
-    /// On the journal thread, once `batch` is durable.
+    /// On the thread that ran `batch`, once it is durable.
     func durable(_ batch: JournalBatch, through seq: Int64) {
         syncs.increment()
+        if batch.ranOnCaller { syncsOnEventLoop.increment() }
         journalEvents.increment(by: batch.events.count)
         journalBytes.increment(by: batch.bytes)
         eventsPerSync.record(batch.events.count)

@@ -101,7 +101,7 @@ public struct Ledger: Sendable {
     private var machinesByName = ByteTable()
     /// Every key ever issued.
     private var keySlots: [KeySlot] = []
-    private var keysByBits = KeyTable()
+    private var keysByBits: [KeyBits: UInt32] = [:]
     /// Every transfer, in journal (so `seq`) order.
     private var transferSlots: [TransferSlot] = []
     /// Request id bytes, hashed with the payer's index → index into
@@ -265,7 +265,7 @@ public struct Ledger: Sendable {
             guard machinesByName.find(UnsafeRawBufferPointer(machine), hash: nameHash) == nil else {
                 throw LedgerViolation("machine \(text(machine)) registered twice")
             }
-            guard keysByBits.find(key, in: keySlots) == nil else {
+            guard keysByBits[key] == nil else {
                 throw LedgerViolation("key \(key.paymentKey) issued twice")
             }
             guard balance >= 0 else {
@@ -295,7 +295,7 @@ public struct Ledger: Sendable {
             }
             // The key names its owner: when that is `to`, the name needs no
             // look-up of its own.
-            let keyIndex = keysByBits.find(key, in: keySlots)
+            let keyIndex = keysByBits[key]
             let payee: UInt32
             if let keyIndex, machinesByName.entryEquals(Int(keySlots[Int(keyIndex)].owner), UnsafeRawBufferPointer(to))
             {
@@ -358,9 +358,7 @@ public struct Ledger: Sendable {
             guard let index = machineIndex(ofBytes: machine) else {
                 throw LedgerViolation("key rotation for unknown machine \(text(machine))")
             }
-            guard keysByBits.find(key, in: keySlots) == nil else {
-                throw LedgerViolation("key \(key.paymentKey) issued twice")
-            }
+            guard keysByBits[key] == nil else { throw LedgerViolation("key \(key.paymentKey) issued twice") }
             keySlots[Int(machineSlots[Int(index)].key)].replacedAt = event.at
             machineSlots[Int(index)].key = addKey(key, owner: index, expires: expires)
             machineSlots[Int(index)].keyExpires = expires
@@ -373,7 +371,7 @@ public struct Ledger: Sendable {
     private mutating func addKey(_ key: KeyBits, owner: UInt32, expires: Int64) -> UInt32 {
         let index = UInt32(keySlots.count)
         keySlots.append(KeySlot(bits: key, owner: owner, expires: expires, replacedAt: Int64.max))
-        keysByBits.insert(key, index: index)
+        keysByBits[key] = index
         return index
     }
 
@@ -419,7 +417,7 @@ public struct Ledger: Sendable {
     }
 
     private func ownerIndex(ofKey keyText: String, at now: Timestamp) -> Result<UInt32, Rejection> {
-        guard let bits = keyBits(keyText), let index = keysByBits.find(bits, in: keySlots) else {
+        guard let bits = keyBits(keyText), let index = keysByBits[bits] else {
             return .failure(Rejection(.unknownKey, "no machine has that key"))
         }
         let record = keySlots[Int(index)]
@@ -521,7 +519,7 @@ public struct Ledger: Sendable {
     }
 
     /// True when `key` was ever issued.
-    public func knowsKey(_ key: PaymentKey) -> Bool { keysByBits.find(KeyBits(key), in: keySlots) != nil }
+    public func knowsKey(_ key: PaymentKey) -> Bool { keysByBits[KeyBits(key)] != nil }
 
     /// Checks the invariants: money conserved, nothing negative. For tests
     /// and `verify`; O(machines).

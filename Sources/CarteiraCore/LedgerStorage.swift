@@ -216,18 +216,7 @@ struct ByteTable: Sendable, Hashable {
         let (start, end) = bounds(entry)
         guard end - start == key.count else { return false }
         return bytes.withUnsafeBytes { arena in
-            let stored = UnsafeRawBufferPointer(rebasing: arena[start..<end])
-            // Eight bytes at a time, then the rest.
-            var index = 0
-            while index + 8 <= key.count {
-                let word = stored.loadUnaligned(fromByteOffset: index, as: UInt64.self)
-                if word != key.loadUnaligned(fromByteOffset: index, as: UInt64.self) { return false }
-                index += 8
-            }
-            while index < key.count {
-                if stored[index] != key[index] { return false }
-                index += 1
-            }
+            for index in 0..<key.count where arena[start + index] != key[index] { return false }
             return true
         }
     }
@@ -252,64 +241,6 @@ struct ByteTable: Sendable, Hashable {
     func hash(into hasher: inout Hasher) {
         hasher.combine(bytes)
         hasher.combine(entries)
-    }
-}
-
-/// Payment keys → their index in `Ledger.keySlots`, through an
-/// open-addressing table that keeps only the index: the key's bits are in
-/// its `KeySlot`. Every key in it is one the server drew at random
-/// (`SecureRandom`), so a mix of its bits is as good a hash as any, with no
-/// `Hasher` to run per look-up; a client can look up any text but puts
-/// nothing in, so it cannot crowd a probe sequence.
-struct KeyTable: Sendable {
-    /// Per slot, 0 when empty, else the key's hash in the high 32 bits and
-    /// its index + 1 in the low 32: a probe compares hashes before it reads
-    /// the key's slot. A power of two, at most half full.
-    private var slots: [UInt64] = Array(repeating: 0, count: 16)
-    private(set) var count = 0
-
-    @inline(__always)
-    private static func hash(_ key: KeyBits) -> UInt32 {
-        // Both words, mixed: a v4 UUID fixes its version and variant bits.
-        let mixed = (key.high ^ (key.low &* 0x9E37_79B9_7F4A_7C15)) &* 0xBF58_476D_1CE4_E5B9
-        return UInt32(truncatingIfNeeded: mixed >> 32)
-    }
-
-    /// The index of `key` among `keys`, if it is there.
-    func find(_ key: KeyBits, in keys: [KeySlot]) -> UInt32? {
-        let hash = Self.hash(key)
-        return slots.withUnsafeBufferPointer { slots in
-            let mask = slots.count - 1
-            var slot = Int(hash) & mask
-            while true {
-                let stored = slots[slot]
-                if stored == 0 { return nil }
-                if UInt32(truncatingIfNeeded: stored >> 32) == hash {
-                    let index = UInt32(truncatingIfNeeded: stored) - 1
-                    if keys[Int(index)].bits == key { return index }
-                }
-                slot = (slot + 1) & mask
-            }
-        }
-    }
-
-    /// Adds `key` at `index`; the caller has checked it is not there yet.
-    mutating func insert(_ key: KeyBits, index: UInt32) {
-        precondition(index < UInt32.max, "more keys than a dense index holds")
-        if (count + 1) * 2 > slots.count {
-            let old = slots
-            slots = Array(repeating: 0, count: old.count * 2)
-            for stored in old where stored != 0 { place(stored) }
-        }
-        count += 1
-        place(UInt64(Self.hash(key)) << 32 | UInt64(index + 1))
-    }
-
-    private mutating func place(_ stored: UInt64) {
-        let mask = slots.count - 1
-        var slot = Int(stored >> 32) & mask
-        while slots[slot] != 0 { slot = (slot + 1) & mask }
-        slots[slot] = stored
     }
 }
 

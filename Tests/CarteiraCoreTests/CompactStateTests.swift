@@ -35,48 +35,6 @@ struct CompactStateTests {
         }
     }
 
-    @Test("the key table finds each of 20,000 keys at its index through every growth, and no key it never held")
-    func keyTable() {
-        var random = SplitMix64(seed: 12)
-        var table = KeyTable()
-        var slots: [KeySlot] = []
-        for index in 0..<20_000 {
-            let bits = KeyBits(PaymentKey(randomBytes: random.bytes(16)))
-            #expect(table.find(bits, in: slots) == nil)
-            slots.append(KeySlot(bits: bits, owner: 0, expires: 0, replacedAt: Int64.max))
-            table.insert(bits, index: UInt32(index))
-        }
-        #expect(table.count == 20_000)
-        #expect(slots.indices.allSatisfy { table.find(slots[$0].bits, in: slots) == UInt32($0) })
-        // Keys that differ from a held one in a single bit, high word or low.
-        for slot in slots.prefix(1_000) {
-            #expect(table.find(KeyBits(high: slot.bits.high ^ 1, low: slot.bits.low), in: slots) == nil)
-            #expect(table.find(KeyBits(high: slot.bits.high, low: slot.bits.low ^ (1 << 40)), in: slots) == nil)
-        }
-    }
-
-    @Test("byte table entries compare equal only to exactly their bytes, at every length around a word")
-    func byteTableEquality() {
-        var table = ByteTable()
-        let keys = (0...20).map { length in (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ length) } }
-        for (index, key) in keys.enumerated() {
-            key.withUnsafeBytes { table.insert($0, hash: ByteTable.hash($0, seed: 0), value: UInt32(index)) }
-        }
-        for (index, key) in keys.enumerated() {
-            key.withUnsafeBytes { bytes in
-                #expect(table.entryEquals(index, bytes))
-                #expect(table.find(bytes, hash: ByteTable.hash(bytes, seed: 0)) == UInt32(index))
-            }
-            for position in key.indices {
-                var changed = key
-                changed[position] ^= 0x01
-                changed.withUnsafeBytes {
-                    #expect(!table.entryEquals(index, $0), "length \(key.count), byte \(position)")
-                }
-            }
-        }
-    }
-
     @Test("a transfer is a 48-byte record, so a million take 48 MB")
     func transferRecordSize() {
         #expect(MemoryLayout<TransferSlot>.stride == 48)

@@ -32,8 +32,8 @@ extension JournalStorage {
 ///
 /// Every `sync` also checks that the open file is still the one at `path`:
 /// a journal deleted (nothing at the path) or replaced (another device or
-/// inode at the path) under a running server would take every later line into a file
-/// nobody will ever replay, so the sync fails instead and nothing more is
+/// inode at the path) under a running server would take every later line
+/// into a file nobody will ever replay, so the sync fails instead and nothing more is
 /// acknowledged.
 public final class PosixJournalStorage: JournalStorage {
     private let descriptor: Int32

@@ -229,8 +229,9 @@ public final class JournalWriter: Sendable {
     public var durableSeq: Int64 { durable.load(ordering: .sequentiallyConsistent) }
 
     /// Called after every synced batch and once on failure, on the thread
-    /// that ran the batch (the writer's, or a caller's in `syncPendingHere`), so the owner can release what waited for the disk with one
-    /// job per batch. Set it before the first `append`.
+    /// that ran the batch (the writer's, or a caller's in
+    /// `syncPendingHere`), so the owner can release what waited for the disk
+    /// with one job per batch. Set it before the first `append`.
     public func onProgress(_ handler: @escaping @Sendable (JournalProgress) -> Void) {
         state.withLock { $0.progressHandler = handler }
     }

@@ -227,8 +227,9 @@ final class FaultyStorage: JournalStorage {
 }
 
 /// Opens `directory` with a `FaultyStorage` and hands back both.
-func openFaulty(_ directory: TemporaryDirectory, syncsOnCaller: Bool = false) throws -> (OpenedJournal, FaultyStorage)
-{
+func openFaulty(
+    _ directory: TemporaryDirectory, syncsOnCaller: Bool = false
+) throws -> (OpenedJournal, FaultyStorage) {
     let box = Locked<FaultyStorage?>(nil)
     let opened = try Journal.open(directory: directory.path, policy: KeyPolicy(), now: startTime) { path in
         let storage = try FaultyStorage(path: path, syncsOnCaller: syncsOnCaller)

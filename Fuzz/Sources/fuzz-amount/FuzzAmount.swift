@@ -11,7 +11,10 @@ public func fuzzAmount(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let text = String(decoding: bytes, as: UTF8.self)
     let parsed = Centavos(amount: text)
     let expected = referenceAmount(Array(text.utf8))
-    fuzzCheck(parsed?.value == expected, "Centavos(amount: \(text.debugDescription)) is \(String(describing: parsed?.value)), the grammar says \(String(describing: expected))")
+    fuzzCheck(
+        parsed?.value == expected,
+        "Centavos(amount: \(text.debugDescription)) is \(String(describing: parsed?.value)), the grammar says \(String(describing: expected))"
+    )
     // Substring and String agree.
     fuzzCheck(Centavos(amount: text[...]) == parsed, "Substring and String parse differently")
     if let amount = parsed {
@@ -26,7 +29,9 @@ public func fuzzAmount(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         let line = request.line
         fuzzCheck(line.hasSuffix("\n"), "request line without newline")
         let reparsed = Request.parse(line.dropLast())
-        fuzzCheck(reparsed == .success(request), "SEND wire form \(line.debugDescription) re-parses to \(String(describing: reparsed))")
+        fuzzCheck(
+            reparsed == .success(request),
+            "SEND wire form \(line.debugDescription) re-parses to \(String(describing: reparsed))")
     }
     // Eight bytes: any Int64 through the formatter, read back digit by digit.
     if bytes.count == 8 {
@@ -47,9 +52,9 @@ func referenceAmount(_ bytes: [UInt8]) -> Int64? {
     let fraction = separator.map { bytes[($0 + 1)...] } ?? []
     guard (1...12).contains(whole.count), whole.allSatisfy(isDigit) else { return nil }
     guard separator == nil || ((1...2).contains(fraction.count) && fraction.allSatisfy(isDigit)) else { return nil }
-    var cents = Int64(String(decoding: whole, as: UTF8.self))! * 100
-    if fraction.count == 1 { cents += Int64(fraction.first! - 48) * 10 }
-    if fraction.count == 2 { cents += Int64(String(decoding: fraction, as: UTF8.self))! }
+    // At most 12 digits, all checked above: no overflow.
+    var cents = whole.reduce(Int64(0)) { $0 * 10 + Int64($1 - 48) } * 100
+    for (place, digit) in zip([Int64(10), 1], fraction) { cents += Int64(digit - 48) * place }
     return cents > 0 ? cents : nil
 }
 
@@ -64,7 +69,9 @@ func readBRL(_ text: String) -> Int64? {
     func digitsOnly(_ text: Substring) -> Bool { text.utf8.allSatisfy { $0 >= 48 && $0 <= 57 } }
     guard parts.count == 2, parts[1].count == 2, digitsOnly(parts[1]), let cents = UInt64(parts[1]) else { return nil }
     let groups = parts[0].split(separator: ".", omittingEmptySubsequences: false)
-    guard let first = groups.first, (1...3).contains(first.count), first == "0" || !first.hasPrefix("0") else { return nil }
+    guard let first = groups.first, (1...3).contains(first.count), first == "0" || !first.hasPrefix("0") else {
+        return nil
+    }
     var reais: UInt64 = 0
     for (index, group) in groups.enumerated() {
         guard index == 0 || group.count == 3, digitsOnly(group), let digits = UInt64(group) else { return nil }

@@ -32,10 +32,12 @@ public func fuzzConsole(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     // JSON was asked for and printed as output. A refusal goes to the
     // diagnostics stream and is text for people, even when it starts with
     // `[` because it begins with (a shortened copy of) the argument it refuses.
-    let asksJSON = words.contains("--format=json") || zip(words, words.dropFirst()).contains { $0 == "--format" && $1 == "json" }
+    let asksJSON =
+        words.contains("--format=json") || zip(words, words.dropFirst()).contains { $0 == "--format" && $1 == "json" }
     if asksJSON && output.stream == .output && (output.text.hasPrefix("[") || output.text.hasPrefix("{")) {
         let parsed = try? JSONSerialization.jsonObject(with: Data(output.text.utf8))
-        fuzzCheck(parsed != nil, "\(line.debugDescription) printed JSON that does not parse: \(output.text.prefix(200))")
+        fuzzCheck(
+            parsed != nil, "\(line.debugDescription) printed JSON that does not parse: \(output.text.prefix(200))")
     }
     // Completion: the last word is the one being completed.
     let split = line.lastIndex(where: { $0 == " " || $0 == "\t" }).map { line.index(after: $0) } ?? line.startIndex
@@ -60,22 +62,28 @@ func runBlocking(_ line: String) -> ConsoleOutput {
         done.signal()
     }
     done.wait()
-    return result.withLock { $0! }
+    guard let output = result.withLock({ $0 }) else { fatalError("the interpreter task ended without output") }
+    return output
+}
+
+/// A fixture's constant, which always parses.
+func constant<T>(_ value: T?, _ what: String) -> T {
+    guard let value else { fatalError("fixture constant \(what) does not parse") }
+    return value
 }
 
 enum Fixture {
-    static let machines = ["alpha", "beta", "gamma"].map { MachineName($0)! }
+    static let machines = ["alpha", "beta", "gamma"].map { constant(MachineName($0), $0) }
     static let keys = [
         "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-9222-222222222222",
         "33333333-3333-4333-a333-333333333333",
-    ].map { PaymentKey($0)! }
-    static let rotatedKey = PaymentKey("44444444-4444-4444-b444-444444444444")!
+    ].map { constant(PaymentKey($0), $0) }
+    static let rotatedKey = constant(PaymentKey("44444444-4444-4444-b444-444444444444"), "the rotated key")
     static let start = Timestamp(milliseconds: 1_795_000_000_000)
-
 
     /// Built with the public `Ledger.apply`, as replay builds it.
     static let ledger: Ledger = {
-        let digest = TokenDigest(String(repeating: "a", count: 64))!
+        let digest = constant(TokenDigest(String(repeating: "a", count: 64)), "the token digest")
         var events = [Event(seq: 0, at: start, kind: .genesis)]
         for (index, (machine, key)) in zip(machines, keys).enumerated() {
             let seq = Int64(index + 1)

@@ -27,23 +27,30 @@ public func fuzzJournalFile(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32
     let newlines = bytes.indices.filter { bytes[$0] == UInt8(ascii: "\n") }
     switch outcome {
     case let .verified(events, lastSeq, lastHash, totalMoney, balances):
-        fuzzCheck(bytes.last == UInt8(ascii: "\n") || bytes.isEmpty, "verified a journal whose last line has no newline")
+        fuzzCheck(
+            bytes.last == UInt8(ascii: "\n") || bytes.isEmpty, "verified a journal whose last line has no newline")
         fuzzCheck(events == newlines.count, "\(events) events in \(newlines.count) lines")
         fuzzCheck(lastSeq == Int64(events) - 1, "last seq \(lastSeq) after \(events) events")
-        let expectedHash = bytes.isEmpty ? JournalCodec.zeroHash : String(decoding: bytes.dropLast().suffix(64), as: UTF8.self)
+        let expectedHash =
+            bytes.isEmpty ? JournalCodec.zeroHash : String(decoding: bytes.dropLast().suffix(64), as: UTF8.self)
         fuzzCheck(lastHash == expectedHash, "last hash \(lastHash), last line ends in \(expectedHash)")
         fuzzCheck(balances.allSatisfy { $0 >= 0 }, "a negative balance")
-        fuzzCheck(balances.reduce(0, +) == totalMoney, "balances add to \(balances.reduce(0, +)), total money is \(totalMoney)")
+        fuzzCheck(
+            balances.reduce(0, +) == totalMoney,
+            "balances add to \(balances.reduce(0, +)), total money is \(totalMoney)")
     case let .torn(offset):
         fuzzCheck(offset >= 0 && offset < bytes.count, "torn tail at \(offset) in \(bytes.count) bytes")
         fuzzCheck(offset == 0 || bytes[offset - 1] == UInt8(ascii: "\n"), "torn tail at \(offset), not a line start")
         let tail = bytes[offset...]
         let firstLine = tail.prefix { $0 != UInt8(ascii: "\n") }
-        fuzzCheck(firstLine.contains(0) || firstLine.count == tail.count, "a whole NUL-free line at \(offset) was cut as torn")
+        fuzzCheck(
+            firstLine.contains(0) || firstLine.count == tail.count, "a whole NUL-free line at \(offset) was cut as torn"
+        )
         let cut = verify(Array(bytes[..<offset]))
         fuzzCheck(cut.verifies, "after cutting the torn tail at \(offset): \(cut)")
     case let .corrupt(line, reason):
-        fuzzCheck(!reason.hasPrefix("ledger invariant broken"), "replay built a ledger that breaks an invariant: \(reason)")
+        fuzzCheck(
+            !reason.hasPrefix("ledger invariant broken"), "replay built a ledger that breaks an invariant: \(reason)")
         fuzzCheck(line >= 1 && line <= newlines.count + 1, "corrupt line \(line) of \(newlines.count + 1)")
         let start = line == 1 ? 0 : newlines[line - 2] + 1
         let before = verify(Array(bytes[..<start]))
@@ -81,7 +88,7 @@ let directory: String = {
     var template = Array("\(base)/carteira-fuzz-XXXXXX".utf8CString)
     guard let made = mkdtemp(&template) else { fatalError("mkdtemp failed: errno \(errno)") }
     let path = String(cString: made)
-    atexit { /* the file and directory are left for a look after a crash */ }
+    atexit { /* the file and directory are left for a look after a crash */  }
     return path
 }()
 

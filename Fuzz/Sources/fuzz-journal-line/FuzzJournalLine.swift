@@ -39,13 +39,20 @@ public func fuzzJournalLine(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32
     }
     // Bytes, not Characters: "\r\n" is one Character.
     let text = line.utf8.last == UInt8(ascii: "\n") ? String(decoding: line.utf8.dropLast(), as: UTF8.self) : line
-    fuzzCheck(text.hasSuffix(" hash=" + decoded.hash), "decode returned hash \(decoded.hash) for \(text.debugDescription)")
-    let body = String(text.utf8.dropLast(70))!
-    fuzzCheck(chainHash(previous: previous, text: body) == decoded.hash, "decode accepted a line whose hash does not chain: \(text.debugDescription)")
+    fuzzCheck(
+        text.hasSuffix(" hash=" + decoded.hash), "decode returned hash \(decoded.hash) for \(text.debugDescription)")
+    // The suffix just checked is ASCII, so the cut is between characters.
+    let body = String(decoding: text.utf8.dropLast(70), as: UTF8.self)
+    fuzzCheck(
+        chainHash(previous: previous, text: body) == decoded.hash,
+        "decode accepted a line whose hash does not chain: \(text.debugDescription)")
     let encoded = JournalCodec.encode(decoded.event, previousHash: previous)
-    fuzzCheck(encoded.line.utf8.elementsEqual(text.utf8 + [UInt8(ascii: "\n")]) && encoded.hash == decoded.hash, "accepted \(text.debugDescription), which encodes back as \(encoded.line.debugDescription)")
+    fuzzCheck(
+        encoded.line.utf8.elementsEqual(text.utf8 + [UInt8(ascii: "\n")]) && encoded.hash == decoded.hash,
+        "accepted \(text.debugDescription), which encodes back as \(encoded.line.debugDescription)")
     let other = previous == JournalCodec.zeroHash ? String(repeating: "f", count: 64) : JournalCodec.zeroHash
-    fuzzCheck((try? JournalCodec.decode(line[...], previousHash: other)) == nil, "the line chains to two previous hashes")
+    fuzzCheck(
+        (try? JournalCodec.decode(line[...], previousHash: other)) == nil, "the line chains to two previous hashes")
     return 0
 }
 

@@ -21,10 +21,18 @@ public func fuzzRequest(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         // One line as the framer cuts it: exactly one "\n", at the end.
         // (Bytes, not Characters: "\r\n" is one Character.)
         let newlines = wire.utf8.filter { $0 == UInt8(ascii: "\n") }.count
-        fuzzCheck(wire.utf8.last == UInt8(ascii: "\n") && newlines == 1, "\(request) has wire form \(wire.debugDescription), not one line")
+        fuzzCheck(
+            wire.utf8.last == UInt8(ascii: "\n") && newlines == 1,
+            "\(request) has wire form \(wire.debugDescription), not one line")
         let again = Request.parse(String(decoding: wire.utf8.dropLast(), as: UTF8.self)[...])
-        fuzzCheck(again == .success(request), "\(line.debugDescription) parses to \(request), whose wire form \(wire.debugDescription) parses to \(String(describing: again))")
-        let command = line.utf8.split(separator: UInt8(ascii: "|"), omittingEmptySubsequences: false).first.map { String(decoding: $0, as: UTF8.self) } ?? ""
+        fuzzCheck(
+            again == .success(request),
+            "\(line.debugDescription) parses to \(request), whose wire form \(wire.debugDescription) parses to \(String(describing: again))"
+        )
+        let command =
+            line.utf8.split(separator: UInt8(ascii: "|"), omittingEmptySubsequences: false).first.map {
+                String(decoding: $0, as: UTF8.self)
+            } ?? ""
         fuzzCheck(command.uppercased().hasPrefix(request.name), "\(line.debugDescription) parsed as \(request.name)")
         checkValues(request)
     case let .failure(rejection):
@@ -32,7 +40,9 @@ public func fuzzRequest(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         fuzzCheck(wire.hasPrefix("ERR|\(rejection.code.rawValue)|"), "refusal wire form \(wire.debugDescription)")
         let breaks = wire.unicodeScalars.filter { $0 == "\n" || $0 == "\r" }.count
         let bars = wire.unicodeScalars.filter { $0 == "|" }.count
-        fuzzCheck(breaks == 1 && wire.utf8.last == UInt8(ascii: "\n") && bars == 2, "refusal of \(line.debugDescription) is not one line of three fields: \(wire.debugDescription)")
+        fuzzCheck(
+            breaks == 1 && wire.utf8.last == UInt8(ascii: "\n") && bars == 2,
+            "refusal of \(line.debugDescription) is not one line of three fields: \(wire.debugDescription)")
     }
     return 0
 }
@@ -45,7 +55,9 @@ func checkValues(_ request: Request) {
     case let .send(keyText, amount, requestID):
         fuzzCheck(amount.value > 0, "SEND amount \(amount.value) not positive")
         fuzzCheck(!keyText.utf8.contains(UInt8(ascii: "|")), "key text holds |")
-        if let requestID { fuzzCheck(RequestID(requestID.text) == requestID && requestID.text != "-", "request id \(requestID)") }
+        if let requestID {
+            fuzzCheck(RequestID(requestID.text) == requestID && requestID.text != "-", "request id \(requestID)")
+        }
         if let key = PaymentKey(keyText) { fuzzCheck(PaymentKey(key.text) == key, "key \(key) does not parse back") }
     case let .check(keyText):
         fuzzCheck(!keyText.utf8.contains(UInt8(ascii: "|")), "key text holds |")

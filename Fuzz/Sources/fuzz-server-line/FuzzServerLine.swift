@@ -17,7 +17,9 @@ public func fuzzServerLine(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 
     if line.utf8.last == UInt8(ascii: "\r") { line = line.dropLast() }
     switch parsed {
     case let .ok(fields):
-        fuzzCheck((["OK"] + fields).joined(separator: "|") == line, "OK fields \(fields) do not rebuild \(line.debugDescription)")
+        fuzzCheck(
+            (["OK"] + fields).joined(separator: "|") == line,
+            "OK fields \(fields) do not rebuild \(line.debugDescription)")
     case let .error(code, message):
         let rebuilt = line == "ERR|\(code)|\(message)" || (message.isEmpty && line == "ERR|\(code)")
         fuzzCheck(rebuilt, "ERR \(code) \(message.debugDescription) does not rebuild \(line.debugDescription)")
@@ -25,7 +27,9 @@ public func fuzzServerLine(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 
         let wire = push.wire
         fuzzCheck(wire.hasSuffix("\n"), "push wire without newline")
         let again = Push.parse(wire.dropLast())
-        fuzzCheck(again == push, "push \(push) has wire form \(wire.debugDescription), which parses to \(String(describing: again))")
+        fuzzCheck(
+            again == push,
+            "push \(push) has wire form \(wire.debugDescription), which parses to \(String(describing: again))")
         fuzzCheck(ServerLine.parse(wire.dropLast()) == .push(push), "push wire form is not a push line")
     case let .historyEntry(entry):
         let wire = Response.history([entry]).wire

@@ -33,7 +33,8 @@ struct ReplayBench: AsyncParsableCommand {
     func run() async throws {
         let directory =
             self.directory
-            ?? FileManager.default.temporaryDirectory.appendingPathComponent("carteira-replay-\(UUID().uuidString)").path
+            ?? FileManager.default.temporaryDirectory.appendingPathComponent("carteira-replay-\(UUID().uuidString)")
+            .path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { if !keep { try? FileManager.default.removeItem(atPath: directory) } }
 
@@ -87,7 +88,8 @@ struct ReplayBench: AsyncParsableCommand {
             let expires = Timestamp(milliseconds: Self.epoch + 86_400_000)
             write(
                 1 + index,
-                .registered(.init(machine: name, key: key, expires: expires, tokenDigest: digest, balance: Centavos(10_000))))
+                .registered(
+                    .init(machine: name, key: key, expires: expires, tokenDigest: digest, balance: Centavos(10_000))))
         }
         for seq in (1 + machines)..<events {
             var from = Int(random.next() % UInt64(machines))
@@ -103,7 +105,8 @@ struct ReplayBench: AsyncParsableCommand {
         return bytes
     }
 
-    func transfer(_ seq: Int, from: Int, to: Int, amount: Int64, names: [MachineName], keys: [PaymentKey]) -> Event.Kind {
+    func transfer(_ seq: Int, from: Int, to: Int, amount: Int64, names: [MachineName], keys: [PaymentKey]) -> Event.Kind
+    {
         // Every other transfer carries a request id, as idempotent clients would.
         let requestID = seq.isMultiple(of: 2) ? RequestID("r\(seq)") : nil
         return .transfer(

@@ -88,6 +88,21 @@ public struct ConsoleInterpreter: Sendable {
         }
     }
 
+    /// `\timing` and `\pager`: `on` or `off` (any case) sets the switch,
+    /// nothing flips it; returns its new value.
+    private func setSwitch(
+        _ setting: WritableKeyPath<ConsoleSettings.State, Bool>, to argument: String?, named name: String
+    ) throws(ConsoleError) -> Bool {
+        let value = argument?.lowercased()
+        guard value == nil || value == "on" || value == "off" else {
+            throw ConsoleError("\(name) takes on or off, not \(value?.prefix(40) ?? "")")
+        }
+        return settings.state.withLock { state in
+            state[keyPath: setting] = value.map { $0 == "on" } ?? !state[keyPath: setting]
+            return state[keyPath: setting]
+        }
+    }
+
     private func run(_ command: ConsoleCommand, _ arguments: ParsedArguments) async throws(ConsoleError)
         -> ConsoleOutput
     {
@@ -163,24 +178,10 @@ public struct ConsoleInterpreter: Sendable {
                 mode == .auto ? "Expanded display is used automatically." : "Expanded display is \(mode.rawValue).",
                 stream: .diagnostics)
         case .timing:
-            let value = try atMostOne()?.lowercased()
-            guard value == nil || value == "on" || value == "off" else {
-                throw ConsoleError("\\timing takes on or off, not \(value ?? "")")
-            }
-            let on = settings.state.withLock { state in
-                state.timing = value.map { $0 == "on" } ?? !state.timing
-                return state.timing
-            }
+            let on = try setSwitch(\.timing, to: atMostOne(), named: "\\timing")
             return ConsoleOutput("Timing is \(on ? "on" : "off").", stream: .diagnostics)
         case .pager:
-            let value = try atMostOne()?.lowercased()
-            guard value == nil || value == "on" || value == "off" else {
-                throw ConsoleError("\\pager takes on or off, not \(value?.prefix(40) ?? "")")
-            }
-            let on = settings.state.withLock { state in
-                state.pager = value.map { $0 == "on" } ?? !state.pager
-                return state.pager
-            }
+            let on = try setSwitch(\.pager, to: atMostOne(), named: "\\pager")
             return ConsoleOutput(on ? "Pager is used for long output." : "Pager usage is off.", stream: .diagnostics)
         case .shutdown, .quit:
             try none()

@@ -156,6 +156,9 @@ struct ConsolePsqlTests {
         #expect(await console.run("\\timing").text == "Timing is off.")
         #expect(await console.run("balance beta").text == "beta: R$ 111,84")
         #expect(await console.run("\\timing maybe") == .error("\\timing takes on or off, not maybe"))
+        // A refusal repeats at most 40 characters of the value, as \\pager's does.
+        let long = String(repeating: "x", count: 500)
+        #expect(await console.run("\\timing \(long)") == .error("\\timing takes on or off, not \(long.prefix(40))"))
     }
 
     @Test("\\pager turns the pager off and on; it starts on; anything but on or off is refused")

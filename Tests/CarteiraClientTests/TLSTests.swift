@@ -4,9 +4,15 @@ import CarteiraProtocol
 import CarteiraServer
 import CarteiraTestSupport
 import Logging
+import NIOPosix
 import Testing
 
 private let timeout = Duration.seconds(3)
+
+/// The servers' own loops, apart from the singleton the clients use: a
+/// server syncs its journal on its loop when idle, and in production no
+/// client shares that loop (as `serverEventLoops` in CarteiraServerTests).
+private let serverEventLoops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 
 /// A real server on 127.0.0.1 (TLS when `tls` is given), with certificates
 /// made at run time; stopped and removed after `body`.
@@ -26,7 +32,8 @@ private func withServer(
             ? ServerTLS(certificatePath: certificates.misnamedCertificate, keyPath: certificates.misnamedKey)
             : ServerTLS(certificatePath: certificates.serverCertificate, keyPath: certificates.serverKey)
     }
-    let server = try await CarteiraServer.start(configuration: configuration, logger: logger)
+    let server = try await CarteiraServer.start(
+        configuration: configuration, logger: logger, eventLoopGroup: serverEventLoops)
     let task = Task { try await server.run() }
     do {
         try await body(server, certificates)
@@ -191,7 +198,8 @@ struct TLSTests {
         #expect(error?.message.contains("refusing to listen on 0.0.0.0 without TLS") == true)
         #expect(error?.message.contains("--insecure-plaintext") == true)
         configuration.insecurePlaintext = true
-        let plaintext = try await CarteiraServer.start(configuration: configuration, logger: logger)
+        let plaintext = try await CarteiraServer.start(
+            configuration: configuration, logger: logger, eventLoopGroup: serverEventLoops)
         let task = Task { try await plaintext.run() }
         plaintext.shutdown()
         try await task.value

@@ -8,6 +8,13 @@ import NIOCore
 import NIOPosix
 import Testing
 
+/// The event loops the tests' servers run on, apart from the singleton the
+/// tests' clients use. A server syncs its journal on its own loop when the
+/// journal is idle (docs/architecture.md); in production no client shares
+/// that loop, so here none does either: a slow disk under many servers at
+/// once must not hold up the clients' loops in the same process.
+let serverEventLoops = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+
 /// A real server on 127.0.0.1, port 0, with a real journal directory.
 struct TestServer {
     let server: CarteiraServer
@@ -29,7 +36,8 @@ struct TestServer {
             maximumQueuedAnswersPerConnection: maximumQueuedAnswers,
             stuckConnectionTimeoutSeconds: stuckConnectionTimeoutSeconds, shutdownGraceSeconds: 5,
             metrics: metrics ? ("127.0.0.1", 0) : nil)
-        let server = try await CarteiraServer.start(configuration: configuration, logger: logger, storage: storage)
+        let server = try await CarteiraServer.start(
+            configuration: configuration, logger: logger, eventLoopGroup: serverEventLoops, storage: storage)
         let task = Task { try await server.run() }
         return TestServer(server: server, task: task)
     }

@@ -27,7 +27,7 @@ struct RateLimitSocketTests {
         logger.logLevel = .warning
         let server = try await CarteiraServer.start(
             configuration: ServerConfiguration(host: "127.0.0.1", port: 0, journalDirectory: directory.path),
-            logger: logger, clock: clock.read)
+            logger: logger, clock: clock.read, eventLoopGroup: serverEventLoops)
         let task = Task { try await server.run() }
         defer {
             server.shutdown()

@@ -175,6 +175,9 @@ struct Serve: AsyncParsableCommand {
         let address = "\(host):\(server.port)"
         let onTerminal = Terminal.isTerminal(fd: STDIN_FILENO)
         let consoleOn = self.console ?? onTerminal
+        // While the console owns the terminal, Ctrl-C clears its line and
+        // must not stop the server.
+        let signals = await GracefulShutdownSignals(consoleOn && onTerminal ? [.sigterm] : [.sigterm, .sigint])
         // With a console, standard output carries only its commands' output
         // (`printf 'machines --format json\n' | carteira-server --console | jq .`).
         let listening =
@@ -190,18 +193,14 @@ struct Serve: AsyncParsableCommand {
             }
             console.printAbove(ConsoleRunner.banner(listeningOn: address))
         }
-        // While the console owns the terminal, Ctrl-C clears its line and
-        // must not stop the server.
-        let signals: [UnixSignal] = console != nil && onTerminal ? [.sigterm] : [.sigterm, .sigint]
         let group = ServiceGroup(
             configuration: .init(
                 services: [.init(service: server, successTerminationBehavior: .gracefullyShutdownGroup)],
-                gracefulShutdownSignals: signals,
                 logger: logger))
         do {
             try await withThrowingTaskGroup(of: Bool.self) { tasks in
                 tasks.addTask {
-                    try await group.run()
+                    try await signals.run(group)
                     return true
                 }
                 if let console {

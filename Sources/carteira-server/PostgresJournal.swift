@@ -44,14 +44,15 @@ enum PostgresJournal {
             let node = PostgresNode(
                 configuration: configuration, options: PostgresNode.Options(url: url, advertise: advertised),
                 logger: logger, eventLoopGroup: MultiThreadedEventLoopGroup(numberOfThreads: eventLoops))
+            let signals = await GracefulShutdownSignals([.sigterm, .sigint])
             printOut(
                 "carteira-server on \(url) as \(advertised), listening on \(configuration.host):\(configuration.port)")
             let group = ServiceGroup(
                 configuration: .init(
                     services: [.init(service: node, successTerminationBehavior: .gracefullyShutdownGroup)],
-                    gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+                    logger: logger))
             do {
-                try await group.run()
+                try await signals.run(group)
             } catch {
                 printError("carteira-server: \(error)")
                 throw ExitCode(1)

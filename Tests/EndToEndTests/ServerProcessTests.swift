@@ -18,6 +18,28 @@ struct ServerProcessTests {
         #expect(text.contains("type=registered machine=alice "))
     }
 
+    @Test(
+        "SIGTERM the moment it says it is listening stops it gracefully with exit 0, every time",
+        arguments: [["--no-console"], ["--console"]])
+    func stopRightAfterListening(extra: [String]) async throws {
+        // The shell signals as soon as it reads the line; a test's polling
+        // would come too late to see the race. Before the handlers were
+        // trapped ahead of the line, most such starts ended by the signal's
+        // default action.
+        let script = #"""
+            for i in 1 2 3 4 5; do
+              d=$(mktemp -d)
+              coproc S { exec "$0" --port 0 --journal "$d/journal" "$@" 2>&1; }
+              pid=$S_PID
+              while read -r line <&"${S[0]}"; do case $line in *"listening on"*) break;; esac; done
+              kill -TERM "$pid"; wait "$pid"; echo "exit $?"; rm -rf "$d"
+            done
+            """#
+        let server = productsDirectory.appendingPathComponent("carteira-server").path
+        let result = try await runToEnd("/bin/bash", ["-c", script, server] + extra)
+        #expect(result.output == String(repeating: "exit 0\n", count: 5), "\(result.errors)")
+    }
+
     @Test("A torn tail cut at start-up is logged with its line number and byte offset")
     func tornTailLogged() async throws {
         let directory = try makeTemporaryDirectory()

@@ -31,7 +31,7 @@ struct ServerProcessTests {
               d=$(mktemp -d)
               coproc S { exec "$0" --port 0 --journal "$d/journal" "$@" 2>&1; }
               pid=$S_PID
-              while read -r line <&"${S[0]}"; do case $line in *"listening on"*) break;; esac; done
+              while read -t 20 -r line <&"${S[0]}"; do case $line in *"listening on"*) break;; esac; done
               kill -TERM "$pid"; wait "$pid"; echo "exit $?"; rm -rf "$d"
             done
             """#

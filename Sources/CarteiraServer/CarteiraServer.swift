@@ -76,6 +76,7 @@ public final class CarteiraServer: Service {
                 "ledger.transfers": "\(journal.ledger.transfers.count)",
                 // The head: auditors write it down for `journal verify --expect`.
                 "journal.last_seq": "\(journal.ledger.lastSeq)", "journal.last_hash": "\(journal.lastHash)",
+                "journal.replay_ms": "\(Int(replayTook / .milliseconds(1)))",
             ])
         return try await start(
             configuration: configuration, ledger: journal.ledger, writer: journal.writer,

@@ -40,7 +40,7 @@ struct ServerProcessTests {
         #expect(result.output == String(repeating: "exit 0\n", count: 5), "\(result.errors)")
     }
 
-    @Test("A torn tail cut at start-up is logged with its line number and byte offset")
+    @Test("A torn tail cut at start-up is logged with its line number and byte offset; the replay with its events and time")
     func tornTailLogged() async throws {
         let directory = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -64,6 +64,12 @@ struct ServerProcessTests {
         // Genesis, alice, bob: the torn line is line 4.
         #expect(line.contains("journal.line=4"), "\(line)")
         #expect(line.contains("journal.offset=\(size)"), "\(line)")
+        let replayed = await second.child.waitForOutput { _ in second.child.errors.text.contains("Journal replayed") }
+        #expect(replayed, "\(second.child.errors.text)")
+        let summary = second.child.errors.text.split(separator: "\n").first { $0.contains("Journal replayed") } ?? ""
+        #expect(summary.contains("journal.events=3 "), "\(summary)")
+        let took = summary.split(separator: " ").first { $0.hasPrefix("journal.replay_ms=") }?.split(separator: "=").last
+        #expect(took.flatMap { Int($0) } != nil, "\(summary)")
         #expect(await second.stop() == 0)
     }
 

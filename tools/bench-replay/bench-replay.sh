@@ -53,9 +53,9 @@ python3 "$here/make-journal.py" "$journal" --machines "$machines" --transfers "$
 bytes=$(stat -c %s "$journal")
 
 # One start-up: prints "seconds rss_kib hwm_kib". The server's output is
-# read as it comes, with a blocking `read`: polling its log (a `sed` forked
-# every few milliseconds) took a fifth of a core from the replay it timed,
-# and start-up measured 0.4-0.6 s slower than `journal verify`.
+# read as it comes, with a blocking `read`: polling its log (forking `date`
+# and `sed` every 2 ms) kept processes runnable beside the replay it timed,
+# and start-up measured up to 1 s slower than `journal verify`.
 startup() {
     local start end line port="" reply="" out
     : >"$work/server.log"

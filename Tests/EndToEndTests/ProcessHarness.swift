@@ -90,6 +90,14 @@ final class ChildProcess: Sendable {
     func waitForOutput(within seconds: Double = 20, _ predicate: (String) -> Bool) async -> Bool {
         await eventually(within: seconds) { predicate(output.text) }
     }
+
+    /// Waits until standard error (the log) holds a line containing
+    /// `marker` and returns that line, or nil at the deadline.
+    func loggedLine(containing marker: String, within seconds: Double = 20) async -> Substring? {
+        let found = { [errors] in errors.text.split(separator: "\n").first { $0.contains(marker) } }
+        _ = await eventually(within: seconds) { found() != nil }
+        return found()
+    }
 }
 
 /// Runs `program ARGS` (a product of the package, or an absolute path) to its

@@ -58,15 +58,13 @@ struct ServerProcessTests {
         try handle.close()
 
         let second = try await ServerProcess(journal: journal)
-        let logged = await second.child.waitForOutput { _ in second.child.errors.text.contains("Cut a torn tail") }
-        #expect(logged, "\(second.child.errors.text)")
-        let line = second.child.errors.text.split(separator: "\n").first { $0.contains("Cut a torn tail") } ?? ""
+        let line = try #require(
+            await second.child.loggedLine(containing: "Cut a torn tail"), "\(second.child.errors.text)")
         // Genesis, alice, bob: the torn line is line 4.
         #expect(line.contains("journal.line=4"), "\(line)")
         #expect(line.contains("journal.offset=\(size)"), "\(line)")
-        let replayed = await second.child.waitForOutput { _ in second.child.errors.text.contains("Journal replayed") }
-        #expect(replayed, "\(second.child.errors.text)")
-        let summary = second.child.errors.text.split(separator: "\n").first { $0.contains("Journal replayed") } ?? ""
+        let summary = try #require(
+            await second.child.loggedLine(containing: "Journal replayed"), "\(second.child.errors.text)")
         #expect(summary.contains("journal.events=3 "), "\(summary)")
         let field = summary.split(separator: " ").first { $0.hasPrefix("journal.replay_ms=") }
         #expect(field.flatMap { Int($0.dropFirst("journal.replay_ms=".count)) } != nil, "\(summary)")

@@ -73,7 +73,7 @@ startup() {
                 ;;
         esac
     done
-    [ -n "$port" ] || { log "no listening line within 120 s"; cat "$work/server.log" >&2; exit 1; }
+    [ -n "$port" ] || { log "the server exited, or printed no listening line within 120 s"; cat "$work/server.log" >&2; exit 1; }
     exec 3<>"/dev/tcp/127.0.0.1/$port"
     printf 'PING\n' >&3
     read -r -t 5 reply <&3 || reply=""

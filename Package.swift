@@ -51,11 +51,14 @@ let package = Package(
         .target(name: "CarteiraProtocol", dependencies: ["CarteiraCore"], swiftSettings: swiftSettings),
         .target(
             name: "CarteiraJournal",
-            dependencies: [
-                "CarteiraCore",
-                .product(name: "Crypto", package: "swift-crypto"),
-            ],
+            dependencies: ["CarteiraCore", "CChainHash"],
             swiftSettings: swiftSettings
+        ),
+        // The hash chain's SHA-256 on OpenSSL's libcrypto, with no allocation
+        // a line (docs/benchmarks.md, Replay).
+        .systemLibrary(
+            name: "CChainHash",
+            providers: [.apt(["libssl-dev"])]
         ),
         .target(
             name: "CarteiraServer",
@@ -134,8 +137,13 @@ let package = Package(
         .testTarget(
             name: "CarteiraProtocolTests", dependencies: ["CarteiraProtocol", "CarteiraTestSupport"],
             swiftSettings: swiftSettings),
+        // swift-crypto's SHA-256 is the tests' own oracle for the chain,
+        // independent of the journal's OpenSSL one.
         .testTarget(
-            name: "CarteiraJournalTests", dependencies: ["CarteiraJournal", "CarteiraTestSupport"],
+            name: "CarteiraJournalTests",
+            dependencies: [
+                "CarteiraJournal", "CarteiraTestSupport", .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "CarteiraServerTests",

@@ -1,5 +1,5 @@
+import CChainHash
 public import CarteiraCore
-import Crypto
 
 /// Journal format version 1 (JOURNAL.md): one event a line in logfmt, fields
 /// in a fixed order, each line ending in ` hash=<64 hex>` that chains it to
@@ -47,15 +47,14 @@ public enum JournalCodec {
 
     /// The lower-case hex SHA-256 of `previousHash + " " + text`, as 64 bytes.
     static func chainHash(previousHash: [UInt8], text: inout String) -> [UInt8] {
-        var hasher = SHA256()
-        previousHash.withUnsafeBytes { hasher.update(bufferPointer: $0) }
-        withUnsafeBytes(of: space) { hasher.update(bufferPointer: $0) }
-        text.withUTF8 { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }
+        precondition(previousHash.count == hashLength, "a previous hash is 64 hex digits")
         var hex = [UInt8](repeating: 0, count: hashLength)
-        hasher.finalize().withUnsafeBytes { digest in
-            for (index, byte) in digest.enumerated() {
-                hex[2 * index] = hexDigit(byte >> 4)
-                hex[2 * index + 1] = hexDigit(byte & 0x0F)
+        previousHash.withUnsafeBufferPointer { previous in
+            text.withUTF8 { text in
+                hex.withUnsafeMutableBufferPointer { hex in
+                    guard let previous = previous.baseAddress, let out = hex.baseAddress else { return }
+                    carteira_chain_hash_hex(previous, text.baseAddress ?? previous, text.count, out)
+                }
             }
         }
         return hex
@@ -98,30 +97,19 @@ public enum JournalCodec {
         -> ChainFailure?
     {
         let textCount = line.count - hashSuffixLength
-        guard textCount > 0, matches(line, at: textCount, " hash=") else { return .suffix }
+        guard textCount > 0, matches(line, at: textCount, " hash="), previousHash.count == hashLength,
+            let base = line.baseAddress, let previous = previousHash.baseAddress
+        else { return .suffix }
+        // A stored hash equal to the computed one is 64 lower-case hex
+        // digits, so the suffix's digits need a look of their own only when
+        // it differs, to name the first failing check.
+        if carteira_chain_hash_matches(previous, base, textCount, base + (line.count - hashLength)) != 0 {
+            return nil
+        }
         for index in (textCount + 6)..<line.count where !isLowerHexDigit(line[index]) {
             return .suffix
         }
-        let text = UnsafeBufferPointer(rebasing: line[0..<textCount])
-        return hashMatches(line, previousHash: previousHash, text: text) ? nil : .hash
-    }
-
-    private static func hashMatches(
-        _ line: UnsafeBufferPointer<UInt8>, previousHash: UnsafeBufferPointer<UInt8>, text: UnsafeBufferPointer<UInt8>
-    ) -> Bool {
-        var hasher = SHA256()
-        hasher.update(bufferPointer: UnsafeRawBufferPointer(previousHash))
-        withUnsafeBytes(of: space) { hasher.update(bufferPointer: $0) }
-        hasher.update(bufferPointer: UnsafeRawBufferPointer(text))
-        let stored = line.count - hashLength
-        return hasher.finalize().withUnsafeBytes { digest in
-            for (index, byte) in digest.enumerated() {
-                guard line[stored + 2 * index] == hexDigit(byte >> 4),
-                    line[stored + 2 * index + 1] == hexDigit(byte & 0x0F)
-                else { return false }
-            }
-            return true
-        }
+        return .hash
     }
 
     /// Decodes the fields byte by byte: numbers and times are decoded, names
@@ -246,6 +234,32 @@ private struct FieldCursor {
         return UnsafeBufferPointer(rebasing: bytes[start..<end])
     }
 
+    /// The next field's value parsed, when the field is called `name`, its
+    /// value is exactly `width` bytes and `parse` accepts them; nil
+    /// otherwise, and the cursor has not moved. The fixed-width fields
+    /// (times, keys) are read this way without looking for the space after
+    /// them byte by byte; `parse` accepts no space, so what it accepts is
+    /// the value `next` would have found. On nil the caller reads the field
+    /// with `next`, which fails with the same reason as ever.
+    mutating func fixed<T>(
+        _ name: StaticString, width: Int, _ parse: (UnsafeBufferPointer<UInt8>) -> T?
+    ) -> T? {
+        var start = position
+        if position > 0 {
+            guard position < bytes.count, bytes[position] == space else { return nil }
+            start += 1
+        }
+        let nameLength = name.utf8CodeUnitCount
+        let valueStart = start + nameLength + 1
+        let valueEnd = valueStart + width
+        guard valueEnd <= bytes.count, valueEnd == bytes.count || bytes[valueEnd] == space,
+            matches(bytes, at: start, name), bytes[start + nameLength] == equalsSign,
+            let parsed = parse(UnsafeBufferPointer(rebasing: bytes[valueStart..<valueEnd]))
+        else { return nil }
+        position = valueEnd
+        return parsed
+    }
+
     /// Throws if `value` holds a character no value may hold.
     func checkCharacters(_ value: UnsafeBufferPointer<UInt8>, _ name: StaticString) throws(JournalFormatError) {
         for byte in value {
@@ -280,6 +294,9 @@ private struct FieldCursor {
     }
 
     mutating func timestamp(_ name: StaticString) throws(JournalFormatError) -> Int64 {
+        if let milliseconds = fixed(name, width: 24, { Timestamp(iso8601Bytes: $0)?.milliseconds }) {
+            return milliseconds
+        }
         var milliseconds: Int64 = 0
         _ = try value(
             name,
@@ -305,6 +322,7 @@ private struct FieldCursor {
 
     mutating func key(_ name: StaticString) throws(JournalFormatError) -> KeyBits {
         // The journal only ever holds lower case.
+        if let bits = fixed(name, width: 36, { KeyBits($0, foldingCase: false) }) { return bits }
         var bits = KeyBits(high: 0, low: 0)
         _ = try value(
             name,
@@ -336,11 +354,6 @@ private let quote = UInt8(ascii: "\"")
 private let hyphen = UInt8(ascii: "-")
 private let underscore = UInt8(ascii: "_")
 let newline = UInt8(ascii: "\n")
-
-@inline(__always)
-func hexDigit(_ nibble: UInt8) -> UInt8 {
-    nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10
-}
 
 @inline(__always)
 private func isAlphanumeric(_ byte: UInt8) -> Bool {

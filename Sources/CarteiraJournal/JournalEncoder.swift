@@ -1,5 +1,5 @@
+import CChainHash
 public import CarteiraCore
-import Crypto
 
 /// Writes journal lines as bytes, straight into the batch buffer: the
 /// journal thread's encoder. No `String` is built per field.
@@ -7,26 +7,21 @@ public enum JournalEncoder {
     /// Appends `event`'s whole line (with ` hash=…` and `"\n"`) to `bytes`
     /// and moves `chainHash` (64 hex bytes) on to this line's hash.
     public static func appendLine(_ event: Event, chainHash: inout [UInt8], to bytes: inout [UInt8]) {
+        precondition(chainHash.count == JournalCodec.hashLength, "a chain hash is 64 hex digits")
         let start = bytes.count
         appendText(event, to: &bytes)
-        var hasher = SHA256()
-        chainHash.withUnsafeBytes { hasher.update(bufferPointer: $0) }
-        withUnsafeBytes(of: UInt8(ascii: " ")) { hasher.update(bufferPointer: $0) }
-        bytes.withUnsafeBytes { all in
-            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: all[start...]))
-        }
+        let textEnd = bytes.count
         bytes.append(contentsOf: " hash=".utf8)
-        hasher.finalize().withUnsafeBytes { digest in
-            for (index, byte) in digest.enumerated() {
-                let high = hexDigit(byte >> 4)
-                let low = hexDigit(byte & 0x0F)
-                chainHash[2 * index] = high
-                chainHash[2 * index + 1] = low
-                bytes.append(high)
-                bytes.append(low)
+        let hashStart = bytes.count
+        bytes.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: JournalCodec.hashLength))
+        bytes.append(UInt8(ascii: "\n"))
+        bytes.withUnsafeMutableBufferPointer { all in
+            chainHash.withUnsafeBufferPointer { previous in
+                guard let base = all.baseAddress, let previous = previous.baseAddress else { return }
+                carteira_chain_hash_hex(previous, base + start, textEnd - start, base + hashStart)
             }
         }
-        bytes.append(UInt8(ascii: "\n"))
+        for index in 0..<JournalCodec.hashLength { chainHash[index] = bytes[hashStart + index] }
     }
 
     /// The line's text up to, not including, ` hash=` (JOURNAL.md, Lines).

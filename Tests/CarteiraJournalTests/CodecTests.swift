@@ -96,6 +96,66 @@ struct CodecTests {
         }
     }
 
+    @Test(
+        "the chain hash (OpenSSL's SHA-256) is swift-crypto's SHA-256 of the previous hash, a space and the text, at every length across SHA-256's block edges"
+    )
+    func chainHashAgreesWithSwiftCrypto() {
+        var previous = Array(JournalCodec.zeroHash.utf8)
+        for length in 0...300 {
+            let letters = (0..<length).map { UInt8(ascii: "a") + UInt8(($0 * 7 + length) % 26) }
+            var text = String(decoding: letters, as: UTF8.self)
+            let expected = SHA256.hash(data: Data(previous + [UInt8(ascii: " ")] + letters))
+                .map { String(format: "%02x", $0) }.joined()
+            let hash = JournalCodec.chainHash(previousHash: previous, text: &text)
+            #expect(String(decoding: hash, as: UTF8.self) == expected, "text of \(length) bytes")
+            previous = hash
+        }
+    }
+
+    @Test("the genesis line's hash is the one Python's hashlib gives (tools/bench-replay/make-journal.py)")
+    func knownGenesisHash() throws {
+        let event = Event(seq: 0, at: try #require(Timestamp(iso8601: "2026-11-26T00:00:00.000Z")), kind: .genesis)
+        let (line, hash) = JournalCodec.encode(event, previousHash: JournalCodec.zeroHash)
+        #expect(hash == "ac1cb32848455cc94b8eb87352881858bfacec8a423abd75ba26a9d89c6881f8")
+        #expect(line.hasSuffix(" hash=\(hash)\n"))
+    }
+
+    /// Times and keys are read without looking for the space after them
+    /// when they have their fixed width; a value that is not one is read
+    /// the general way, so its reason is the same as ever.
+    @Test(
+        "a time or key of the right width that does not parse fails with the reason a scan for the space gives",
+        arguments: [
+            (
+                "seq=0 at=2026-11-26 19:22:09.123Z type=genesis format=carteira-journal/1",
+                "at is not a UTC time with milliseconds"
+            ),
+            (
+                "seq=0 at=2026-11-26T19:22:09.123Z+type=genesis format=carteira-journal/1",
+                "at holds a character a value may not hold"
+            ),
+            (
+                "seq=3 at=2026-11-26T19:22:09.123Z type=transfer tx=T000000000003 from=a to=b key=0b5e6a1c-1d2e-4f00-8a00 000000000001 amount=5 req=-",
+                "key is not a lower-case UUID v4"
+            ),
+            (
+                "seq=3 at=2026-11-26T19:22:09.123Z type=transfer tx=T000000000003 from=a to=b key=0b5e6a1c-1d2e-4f00-8a00-00000000000= amount=5 req=-",
+                "key holds a character a value may not hold"
+            ),
+            (
+                "seq=3 at=2026-11-26T19:22:09.123Z type=transfer tx=T000000000003 from=a to=b kex=0b5e6a1c-1d2e-4f00-8a00-000000000001 amount=5 req=-",
+                "expected field key= here"
+            ),
+        ])
+    func fixedWidthFieldsFailAsBefore(text: String, reason: String) {
+        let line = Self.line(text, previous: JournalCodec.zeroHash)
+        #expect {
+            _ = try JournalCodec.decode(Substring(line), previousHash: JournalCodec.zeroHash)
+        } throws: { error in
+            (error as? JournalFormatError)?.reason == reason
+        }
+    }
+
     @Test("a line chained to another hash, or with its hash edited, does not decode")
     func brokenChain() throws {
         let (line, _) = JournalCodec.encode(

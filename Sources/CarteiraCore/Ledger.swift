@@ -63,6 +63,10 @@ package struct EventBytes {
     /// Unix milliseconds.
     package var at: Int64
     package var kind: Kind
+    /// A transfer's look-up hashes, when the decoder computed them ahead
+    /// (replay does, on the threads that check the hash chain); `apply`
+    /// computes them itself when they are absent.
+    package var hashes: TransferHashes?
 
     package enum Kind {
         case genesis
@@ -74,10 +78,42 @@ package struct EventBytes {
         case keyRotated(machine: UnsafeBufferPointer<UInt8>, key: KeyBits, expires: Int64, reason: KeyRotationReason)
     }
 
-    package init(seq: Int64, at: Int64, kind: Kind) {
+    package init(seq: Int64, at: Int64, kind: Kind, hashes: TransferHashes? = nil) {
         self.seq = seq
         self.at = at
         self.kind = kind
+        self.hashes = hashes
+    }
+}
+
+/// The hashes `apply` looks a transfer up by: its payer's and payee's
+/// names, and its request id seeded with the payer's name hash (a request
+/// id is unique per payer). They depend on the line's bytes alone, so
+/// replay computes them on the threads that check the hash chain, ahead of
+/// `apply`.
+package struct TransferHashes: Sendable, Hashable {
+    package var payer: UInt32
+    package var payee: UInt32
+    package var request: UInt32
+
+    package init(
+        payer: UnsafeBufferPointer<UInt8>, payee: UnsafeBufferPointer<UInt8>, requestID: UnsafeBufferPointer<UInt8>?
+    ) {
+        let payerHash = Self.name(payer)
+        self.payer = payerHash
+        self.payee = Self.name(payee)
+        self.request = requestID.map { Self.request($0, payer: payerHash) } ?? 0
+    }
+
+    /// A machine name's hash in `Ledger.machinesByName`.
+    static func name(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt32 {
+        ByteTable.hash(UnsafeRawBufferPointer(bytes), seed: 0)
+    }
+
+    /// A request id's hash in `Ledger.transfersByRequest`, given its
+    /// payer's name hash.
+    static func request(_ requestID: UnsafeBufferPointer<UInt8>, payer: UInt32) -> UInt32 {
+        ByteTable.hash(UnsafeRawBufferPointer(requestID), seed: payer)
     }
 }
 
@@ -101,12 +137,17 @@ public struct Ledger: Sendable {
     private var machinesByName = ByteTable()
     /// Every key ever issued.
     private var keySlots: [KeySlot] = []
-    private var keysByBits: [KeyBits: UInt32] = [:]
+    /// Key bits → the key's index in `keySlots` and its owner, so that a
+    /// transfer finds its payee without loading the key's record.
+    private var keysByBits: [KeyBits: KeyRef] = [:]
     /// Every transfer, in journal (so `seq`) order.
     private var transferSlots: [TransferSlot] = []
-    /// Request id bytes, hashed with the payer's index → index into
-    /// `transferSlots`.
+    /// Request id bytes, hashed with the payer's name hash
+    /// (`TransferHashes`) → index into `transferSlots`.
     private var transfersByRequest = ByteTable()
+    /// What `prefetch` loaded, kept so that the loads are not optimised
+    /// away; never read.
+    private var prefetched: UInt64 = 0
     /// No key expires before this (Unix ms): lets the rotation timer skip
     /// its scan.
     private var earliestExpiry: Int64?
@@ -125,6 +166,23 @@ public struct Ledger: Sendable {
     /// from the journal's size); untouched room costs no resident memory.
     package mutating func reserveCapacity(transfers count: Int) {
         transferSlots.reserveCapacity(count)
+    }
+
+    /// Loads the table slots a transfer's `apply` will look up first, so
+    /// that replay can start the cache misses of several lines at once
+    /// (their loads are independent) before applying them one by one.
+    package mutating func prefetch(_ hashes: TransferHashes) {
+        // The parties' records, through the first name entry with each hash
+        // (`apply` then checks the names' bytes).
+        func balance(_ hash: UInt32) -> Int64 {
+            guard let machine = machinesByName.firstValue(hash: hash), Int(machine) < machineSlots.count else {
+                return 0
+            }
+            return machineSlots[Int(machine)].balance
+        }
+        prefetched &+=
+            transfersByRequest.slot(hash: hashes.request)
+            ^ UInt64(bitPattern: balance(hashes.payer) ^ balance(hashes.payee))
     }
 
     // MARK: Deciding
@@ -290,25 +348,28 @@ public struct Ledger: Sendable {
 
         case let .transfer(tx, from, to, key, amount, requestID):
             guard lastSeq >= 0 else { throw LedgerViolation("event before the genesis line") }
-            guard let sender = machineIndex(ofBytes: from) else {
+            // Replay's decoder computed the hashes ahead; otherwise each is
+            // computed when it is needed.
+            let payerHash = event.hashes?.payer ?? TransferHashes.name(from)
+            guard let sender = machinesByName.find(UnsafeRawBufferPointer(from), hash: payerHash) else {
                 throw LedgerViolation("transfer from unknown machine \(text(from))")
             }
             // The key names its owner: when that is `to`, the name needs no
             // look-up of its own.
-            let keyIndex = keysByBits[key]
+            let keyRef = keysByBits[key]
             let payee: UInt32
-            if let keyIndex, machinesByName.entryEquals(Int(keySlots[Int(keyIndex)].owner), UnsafeRawBufferPointer(to))
-            {
-                payee = keySlots[Int(keyIndex)].owner
+            if let keyRef, machinesByName.entryEquals(Int(keyRef.owner), UnsafeRawBufferPointer(to)) {
+                payee = keyRef.owner
             } else {
-                guard let named = machineIndex(ofBytes: to) else {
+                let payeeHash = event.hashes?.payee ?? TransferHashes.name(to)
+                guard let named = machinesByName.find(UnsafeRawBufferPointer(to), hash: payeeHash) else {
                     throw LedgerViolation("transfer to unknown machine \(text(to))")
                 }
                 payee = named
             }
             guard sender != payee else { throw LedgerViolation("transfer to itself") }
             guard amount > 0 else { throw LedgerViolation("amount not positive") }
-            guard let keyIndex, keySlots[Int(keyIndex)].owner == payee else {
+            guard let keyRef, keyRef.owner == payee else {
                 throw LedgerViolation("key \(key.paymentKey) was never \(text(to))'s")
             }
             // A tx is its transfer's seq (`TxID(seq:)`), which is why the
@@ -321,7 +382,7 @@ public struct Ledger: Sendable {
             }
             var requestHash: UInt32 = 0
             if let requestID {
-                requestHash = ByteTable.hash(UnsafeRawBufferPointer(requestID), seed: sender)
+                requestHash = event.hashes?.request ?? TransferHashes.request(requestID, payer: payerHash)
                 let earlier = transfersByRequest.find(UnsafeRawBufferPointer(requestID), hash: requestHash) {
                     transferSlots[Int($0)].from == sender
                 }
@@ -350,7 +411,7 @@ public struct Ledger: Sendable {
             let previousOfPayee = machineSlots[Int(payee)].record(transfer: index, at: event.at, balance: payeeAfter)
             transferSlots.append(
                 TransferSlot(
-                    seq: event.seq, at: event.at, amount: amount, from: sender, to: payee, key: keyIndex,
+                    seq: event.seq, at: event.at, amount: amount, from: sender, to: payee, key: keyRef.index,
                     request: request, previousOfPayer: previousOfPayer, previousOfPayee: previousOfPayee))
 
         case let .keyRotated(machine, key, expires, _):
@@ -371,7 +432,7 @@ public struct Ledger: Sendable {
     private mutating func addKey(_ key: KeyBits, owner: UInt32, expires: Int64) -> UInt32 {
         let index = UInt32(keySlots.count)
         keySlots.append(KeySlot(bits: key, owner: owner, expires: expires, replacedAt: Int64.max))
-        keysByBits[key] = index
+        keysByBits[key] = KeyRef(index: index, owner: owner)
         return index
     }
 
@@ -392,10 +453,11 @@ public struct Ledger: Sendable {
     }
 
     private func transferIndex(payer: UInt32, requestID: String) -> UInt32? {
-        withBytes(requestID) { bytes in
-            let raw = UnsafeRawBufferPointer(bytes)
-            return transfersByRequest.find(raw, hash: ByteTable.hash(raw, seed: payer)) {
-                transferSlots[Int($0)].from == payer
+        withBytes(machineSlots[Int(payer)].name.text) { name in
+            withBytes(requestID) { bytes in
+                transfersByRequest.find(
+                    UnsafeRawBufferPointer(bytes), hash: TransferHashes.request(bytes, payer: TransferHashes.name(name))
+                ) { transferSlots[Int($0)].from == payer }
             }
         }
     }
@@ -417,7 +479,7 @@ public struct Ledger: Sendable {
     }
 
     private func ownerIndex(ofKey keyText: String, at now: Timestamp) -> Result<UInt32, Rejection> {
-        guard let bits = keyBits(keyText), let index = keysByBits[bits] else {
+        guard let bits = keyBits(keyText), let index = keysByBits[bits]?.index else {
             return .failure(Rejection(.unknownKey, "no machine has that key"))
         }
         let record = keySlots[Int(index)]

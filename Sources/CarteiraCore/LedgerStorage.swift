@@ -185,6 +185,28 @@ struct ByteTable: Sendable, Hashable {
         }
     }
 
+    /// The slot `find` looks at first for `hash`: loading it is what
+    /// `Ledger.prefetch` does.
+    func slot(hash: UInt32) -> UInt64 {
+        slots.withUnsafeBufferPointer { $0[Int(hash) & ($0.count - 1)] }
+    }
+
+    /// The value of the first entry with this hash, without comparing its
+    /// bytes: a guess, for `Ledger.prefetch` only.
+    func firstValue(hash: UInt32) -> UInt32? {
+        slots.withUnsafeBufferPointer { slots in
+            let mask = slots.count - 1
+            var slot = Int(hash) & mask
+            while slots[slot] != 0 {
+                if UInt32(truncatingIfNeeded: slots[slot] >> 32) == hash {
+                    return entries[Int(UInt32(truncatingIfNeeded: slots[slot])) - 1].value
+                }
+                slot = (slot + 1) & mask
+            }
+            return nil
+        }
+    }
+
     /// Adds an entry; the caller has checked it is not there yet.
     mutating func insert(_ key: UnsafeRawBufferPointer, hash: UInt32, value: UInt32) {
         precondition(bytes.count + key.count < Int(UInt32.max), "the byte table outgrew 4 GiB")
@@ -259,6 +281,13 @@ struct MachineSlot: Sendable, Hashable {
     /// older ones chain back through `TransferSlot.previous`.
     var newestTransfer: Int32
     var transferCount: Int32
+}
+
+/// Where `Ledger.keysByBits` points: a key's index in `Ledger.keySlots`
+/// and its owner's machine index.
+struct KeyRef: Sendable, Hashable {
+    var index: UInt32
+    var owner: UInt32
 }
 
 /// One key ever issued.

@@ -182,10 +182,12 @@ struct ChunkReader {
         self.chunkBytes = chunkBytes
     }
 
-    mutating func next(buffer: [UInt8]?) throws(JournalError) -> Chunk {
+    /// - Parameter buffer: a spare chunk buffer to read into, taken over so
+    ///   that writing into it copies nothing.
+    mutating func next(buffer: consuming [UInt8]?) throws(JournalError) -> Chunk {
         // The carry is shorter than a line may be, so it and a chunk fit.
         let capacity = chunkBytes + JournalScanner.maxLineBytes
-        var bytes = buffer ?? []
+        var bytes = (consume buffer) ?? []
         if bytes.count != capacity { bytes = [UInt8](repeating: 0, count: capacity) }
         let offset = position - Int64(carry.count)
         let carried = carry.count
@@ -252,6 +254,8 @@ struct DecodedLine: Sendable {
     var seq: Int64
     var at: Int64
     var kind: Kind
+    /// A transfer's look-up hashes, computed here rather than in `apply`.
+    var hashes: TransferHashes?
 
     init(_ event: EventBytes, start: Int, end: Int, base: UnsafePointer<UInt8>) {
         func range(_ bytes: UnsafeBufferPointer<UInt8>) -> Range<Int32> {
@@ -273,6 +277,7 @@ struct DecodedLine: Sendable {
             kind = .transfer(
                 tx: range(tx), from: range(from), to: range(to), key: key, amount: amount,
                 requestID: requestID.map(range))
+            hashes = TransferHashes(payer: from, payee: to, requestID: requestID)
         case let .keyRotated(machine, key, expires, reason):
             kind = .keyRotated(machine: range(machine), key: key, expires: expires, reason: reason)
         }
@@ -296,7 +301,8 @@ struct DecodedLine: Sendable {
                 seq: seq, at: at,
                 kind: .transfer(
                     tx: bytes(tx), from: bytes(from), to: bytes(to), key: key, amount: amount,
-                    requestID: requestID.map(bytes)))
+                    requestID: requestID.map(bytes)),
+                hashes: hashes)
         case let .keyRotated(machine, key, expires, reason):
             return EventBytes(
                 seq: seq, at: at, kind: .keyRotated(machine: bytes(machine), key: key, expires: expires, reason: reason)
@@ -389,6 +395,9 @@ final class ChainCheck: Sendable {
 /// The sequential stage: checks each decoded line's `seq` and applies it,
 /// in file order; then reports the line where the chunk's checks stopped.
 struct LineApplier {
+    /// Lines whose first table look-ups are loaded together (`Ledger.prefetch`).
+    static let prefetchGroup = 8
+
     var scan: JournalScan
     let passOverIncompleteLine: Bool
     let stop: ScanStop?
@@ -425,7 +434,14 @@ struct LineApplier {
                     }
                 }
             }
-            for line in decoded {
+            for (position, line) in decoded.enumerated() {
+                if position % LineApplier.prefetchGroup == 0 {
+                    // The group's first look-ups load together: one wait on
+                    // memory for the group instead of one a line.
+                    for ahead in decoded[position..<min(position + LineApplier.prefetchGroup, decoded.count)] {
+                        if let hashes = ahead.hashes { scan.ledger.prefetch(hashes) }
+                    }
+                }
                 if stop != nil && stopsBefore(line) {
                     scan.stoppedEarly = true
                     return true

@@ -142,6 +142,26 @@ struct Damage: Sendable, CustomTestStringConvertible {
     }
 }
 
+/// The journal with line `at`'s request id replaced by the newest earlier
+/// one of the same payer (or of another), re-chained; unchanged if there is
+/// none.
+func reusingRequestID(_ bytes: [UInt8], at: Int, ofSamePayer samePayer: Bool) -> [UInt8] {
+    var bodies = Bodies(bytes)
+    guard let payer = field("from", of: bodies.texts[at]), let current = field("req", of: bodies.texts[at]),
+        let earlier = bodies.texts[..<at].last(where: { text in
+            field("req", of: text).map { $0 != "-" } == true && (field("from", of: text) == payer) == samePayer
+        }),
+        let request = field("req", of: earlier)
+    else { return bytes }
+    bodies.texts[at] = replacing(bodies.texts[at], " req=\(current)", " req=\(request)")
+    return bodies.bytes
+}
+
+/// The value of field `name` in a line's text, if it has one.
+func field(_ name: String, of text: String) -> String? {
+    text.split(separator: " ").first { $0.hasPrefix(name + "=") }.map { String($0.dropFirst(name.count + 1)) }
+}
+
 func replacing(_ text: String, _ old: String, _ new: String) -> String {
     guard let range = text.range(of: old) else { return text }
     return text.replacingCharacters(in: range, with: new)
@@ -181,6 +201,14 @@ let damages: [Damage] = [
         var bodies = Bodies(bytes)
         bodies.texts[at] = replacing(bodies.texts[at], "tx=T", "tx=X")
         return bodies.bytes
+    },
+    // Replay looks request ids up by hashes computed ahead on the checking
+    // threads; the reference scan computes them in `apply`.
+    Damage("a request id its payer used before, re-chained") { bytes, at in
+        reusingRequestID(bytes, at: at, ofSamePayer: true)
+    },
+    Damage("a request id another payer used, re-chained (allowed)") { bytes, at in
+        reusingRequestID(bytes, at: at, ofSamePayer: false)
     },
     Damage("a torn tail: part of a line, then NUL bytes") { bytes, at in
         let span = Bodies(bytes).span(at, in: bytes)
@@ -228,6 +256,7 @@ struct ParallelScanTests {
         // A transfer line in the middle, the second line, and the last line.
         let texts = Bodies(clean).texts
         let middle = try #require(texts.indices.dropFirst(lineCount / 2).first { texts[$0].contains("type=transfer") })
+        #expect(damage.apply(clean, middle) != clean, "every damage changes a transfer line")
         for at in [middle, 1, lineCount - 1] {
             let damaged = damage.apply(clean, at)
             try directory.writeJournal(damaged)

@@ -22,30 +22,23 @@ package struct KeyBits: Sendable, Hashable {
         let variant = bytes[19] | (foldingCase ? 0x20 : 0)
         guard
             variant == UInt8(ascii: "8") || variant == UInt8(ascii: "9") || variant == UInt8(ascii: "a")
-                || variant == UInt8(ascii: "b")
+                || variant == UInt8(ascii: "b"), let base = bytes.baseAddress
         else { return nil }
-        var words: (UInt64, UInt64) = (0, 0)
-        var invalid: UInt8 = 0
-        @inline(__always)
-        func take(_ range: Range<Int>, into word: inout UInt64) {
-            for index in range {
-                var byte = bytes[index]
-                if foldingCase && byte &- UInt8(ascii: "A") < 6 { byte |= 0x20 }
-                let digit = byte &- UInt8(ascii: "0")
-                let letter = byte &- UInt8(ascii: "a")
-                let nibble = digit < 10 ? digit : letter &+ 10
-                if digit >= 10 && letter >= 6 { invalid = 1 }
-                word = word << 4 | UInt64(nibble & 0x0F)
-            }
+        // Eight hex digits at a time: the groups 8-4-4-4-12 as 8, 4+4, 4+4, 8.
+        let raw = UnsafeRawPointer(base)
+        func eight(_ offset: Int) -> UInt64 {
+            UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
         }
-        take(0..<8, into: &words.0)
-        take(9..<13, into: &words.0)
-        take(14..<18, into: &words.0)
-        take(19..<23, into: &words.1)
-        take(24..<36, into: &words.1)
-        guard invalid == 0 else { return nil }
-        self.high = words.0
-        self.low = words.1
+        func four(_ offset: Int) -> UInt64 {
+            UInt64(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+        }
+        guard let first = hexDigits(eight(0), foldingCase: foldingCase),
+            let second = hexDigits(four(9) | four(14) << 32, foldingCase: foldingCase),
+            let third = hexDigits(four(19) | four(24) << 32, foldingCase: foldingCase),
+            let fourth = hexDigits(eight(28), foldingCase: foldingCase)
+        else { return nil }
+        self.high = first << 32 | second
+        self.low = third << 32 | fourth
     }
 
     package init(_ key: PaymentKey) {
@@ -127,6 +120,36 @@ package struct DigestBits: Sendable, Hashable {
 }
 
 private let hyphen = UInt8(ascii: "-")
+
+/// The value of eight hex digits, the first in the lowest byte of `word`
+/// (as loaded from memory on a little-endian machine): nil unless each is
+/// `0-9` or `a-f` (or `A-F`, when `foldingCase`). All eight at once, in the
+/// word's bytes.
+@inline(__always)
+private func hexDigits(_ word: UInt64, foldingCase: Bool) -> UInt64? {
+    let ones: UInt64 = 0x0101_0101_0101_0101
+    let high = ones &* 0x80
+    // Each comparison adds to every byte (none carries into the next while
+    // the bytes are ASCII) and reads its top bit: byte + (0x80 - c) has it
+    // set when byte >= c.
+    guard word & high == 0 else { return nil }
+    func atLeast(_ word: UInt64, _ bound: UInt8) -> UInt64 { (word &+ ones &* UInt64(0x80 - bound)) & high }
+    var word = word
+    if foldingCase {
+        let upper = atLeast(word, UInt8(ascii: "A")) & ~atLeast(word, UInt8(ascii: "G"))
+        word |= upper >> 2  // 0x80 >> 2 is the case bit, 0x20
+    }
+    let digit = atLeast(word, UInt8(ascii: "0")) & ~atLeast(word, UInt8(ascii: "9") + 1)
+    let letter = atLeast(word, UInt8(ascii: "a")) & ~atLeast(word, UInt8(ascii: "g"))
+    guard digit | letter == high else { return nil }
+    // '0'-'9' is 0x30-0x39 and 'a'-'f' 0x61-0x66: the low four bits, plus 9
+    // for a letter (bit 6 set).
+    let nibbles = (word & (ones &* 0x0F)) &+ ((word >> 6) & ones) &* 9
+    // Bytes n0 n1 … n7 (n0 lowest) to the number n0n1…n7.
+    let pairs = (nibbles & 0x000F_000F_000F_000F) << 4 | (nibbles & 0x0F00_0F00_0F00_0F00) >> 8
+    let quads = (pairs & 0x0000_00FF_0000_00FF) << 8 | (pairs & 0x00FF_0000_00FF_0000) >> 16
+    return (quads & 0x0000_0000_0000_FFFF) << 16 | (quads & 0x0000_FFFF_0000_0000) >> 32
+}
 
 @inline(__always)
 private func hexByte(_ nibble: UInt8) -> UInt8 {

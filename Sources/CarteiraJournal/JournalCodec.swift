@@ -122,15 +122,13 @@ public enum JournalCodec {
         let kind: EventBytes.Kind
         if equals(type, "transfer") {
             let tx = try fields.value(
-                "tx", valid: { $0.count <= 40 && $0.allSatisfy { isAlphanumeric($0) || $0 == hyphen } },
-                otherwise: "tx is not a transfer id")
+                "tx", maximum: 40, each: { isAlphanumeric($0) || $0 == hyphen }, otherwise: "tx is not a transfer id")
             let from = try fields.machine("from")
             let to = try fields.machine("to")
             let key = try fields.key("key")
             let amount = try fields.integer("amount")
             let req = try fields.value(
-                "req",
-                valid: { $0.count <= 64 && $0.allSatisfy { isAlphanumeric($0) || $0 == hyphen || $0 == underscore } },
+                "req", maximum: 64, each: { isAlphanumeric($0) || $0 == hyphen || $0 == underscore },
                 otherwise: "req is not a request id")
             let requestID = equals(req, "-") ? nil : req
             kind = .transfer(tx: tx, from: from, to: to, key: key, amount: amount, requestID: requestID)
@@ -260,6 +258,39 @@ private struct FieldCursor {
         return parsed
     }
 
+    /// The next field's value, when the field is called `name` and its value
+    /// is 1 to `maximum` bytes that `each` accepts, ending at a space or the
+    /// end; nil otherwise, and the cursor has not moved. One pass both finds
+    /// the value's end and checks its bytes; `each` accepts no space, so the
+    /// value is the one `next` would find. On nil the caller reads the field
+    /// with `next`, which fails with the same reason as ever.
+    mutating func scanned(_ name: StaticString, maximum: Int, _ each: (UInt8) -> Bool) -> UnsafeBufferPointer<UInt8>? {
+        var start = position
+        if position > 0 {
+            guard position < bytes.count, bytes[position] == space else { return nil }
+            start += 1
+        }
+        let nameLength = name.utf8CodeUnitCount
+        guard matches(bytes, at: start, name), start + nameLength < bytes.count, bytes[start + nameLength] == equalsSign
+        else { return nil }
+        let valueStart = start + nameLength + 1
+        var end = valueStart
+        while end < bytes.count, each(bytes[end]) { end += 1 }
+        guard end > valueStart, end - valueStart <= maximum, end == bytes.count || bytes[end] == space else {
+            return nil
+        }
+        position = end
+        return UnsafeBufferPointer(rebasing: bytes[valueStart..<end])
+    }
+
+    /// A value of 1 to `maximum` bytes, each accepted by `each`.
+    mutating func value(
+        _ name: StaticString, maximum: Int, each: (UInt8) -> Bool, otherwise reason: @autoclosure () -> String
+    ) throws(JournalFormatError) -> UnsafeBufferPointer<UInt8> {
+        if let value = scanned(name, maximum: maximum, each) { return value }
+        return try value(name, valid: { $0.count <= maximum && $0.allSatisfy(each) }, otherwise: reason())
+    }
+
     /// Throws if `value` holds a character no value may hold.
     func checkCharacters(_ value: UnsafeBufferPointer<UInt8>, _ name: StaticString) throws(JournalFormatError) {
         for byte in value {
@@ -311,13 +342,9 @@ private struct FieldCursor {
     /// 1-64 of `A-Z a-z 0-9 . _ -`, as `MachineName` accepts.
     mutating func machine(_ name: StaticString) throws(JournalFormatError) -> UnsafeBufferPointer<UInt8> {
         try value(
-            name,
-            valid: { text in
-                text.count <= 64
-                    && text.allSatisfy {
-                        isAlphanumeric($0) || $0 == UInt8(ascii: ".") || $0 == underscore || $0 == hyphen
-                    }
-            }, otherwise: "\(name) is not a machine name")
+            name, maximum: 64,
+            each: { isAlphanumeric($0) || $0 == UInt8(ascii: ".") || $0 == underscore || $0 == hyphen },
+            otherwise: "\(name) is not a machine name")
     }
 
     mutating func key(_ name: StaticString) throws(JournalFormatError) -> KeyBits {
@@ -335,6 +362,11 @@ private struct FieldCursor {
     }
 
     mutating func integer(_ name: StaticString) throws(JournalFormatError) -> Int64 {
+        let before = position
+        if let digits = scanned(name, maximum: 19, { $0 &- UInt8(ascii: "0") < 10 }) {
+            if let number = canonicalInteger(digits) { return number }
+            position = before
+        }
         var number: Int64 = 0
         _ = try value(
             name,

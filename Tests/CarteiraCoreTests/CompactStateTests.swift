@@ -35,6 +35,47 @@ struct CompactStateTests {
         }
     }
 
+    /// `KeyBits` reads eight digits at a time in a word; this is the same
+    /// rule one character at a time.
+    static func referenceBits(_ text: [UInt8], foldingCase: Bool) -> KeyBits? {
+        let hyphens = [8, 13, 18, 23]
+        guard text.count == 36, hyphens.allSatisfy({ text[$0] == UInt8(ascii: "-") }) else { return nil }
+        var digits = ""
+        for (index, byte) in text.enumerated() where !hyphens.contains(index) {
+            let folded = foldingCase && (UInt8(ascii: "A")...UInt8(ascii: "F")).contains(byte) ? byte | 0x20 : byte
+            guard
+                (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(folded)
+                    || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(folded)
+            else { return nil }
+            digits.append(Character(Unicode.Scalar(folded)))
+        }
+        let version = digits[digits.index(digits.startIndex, offsetBy: 12)]
+        let variant = digits[digits.index(digits.startIndex, offsetBy: 16)]
+        guard version == "4", "89ab".contains(variant), let high = UInt64(digits.prefix(16), radix: 16),
+            let low = UInt64(digits.suffix(16), radix: 16)
+        else { return nil }
+        return KeyBits(high: high, low: low)
+    }
+
+    @Test("key bits agree with a one-character-at-a-time parser for every byte value at every digit position")
+    func keyBitsEveryByte() {
+        var random = SplitMix64(seed: 5)
+        let key = PaymentKey(randomBytes: random.bytes(16))
+        let digitPositions = (0..<36).filter { ![8, 13, 18, 23].contains($0) }
+        for position in digitPositions {
+            for value in 0...255 {
+                var text = Array(key.text.utf8)
+                text[position] = UInt8(value)
+                for foldingCase in [false, true] {
+                    let parsed = text.withUnsafeBufferPointer { KeyBits($0, foldingCase: foldingCase) }
+                    #expect(
+                        parsed == Self.referenceBits(text, foldingCase: foldingCase),
+                        "byte \(value) at \(position), folding \(foldingCase)")
+                }
+            }
+        }
+    }
+
     @Test("a transfer is a 48-byte record, so a million take 48 MB")
     func transferRecordSize() {
         #expect(MemoryLayout<TransferSlot>.stride == 48)

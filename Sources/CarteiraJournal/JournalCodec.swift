@@ -96,9 +96,10 @@ public enum JournalCodec {
     static func checkChain(_ line: UnsafeBufferPointer<UInt8>, previousHash: UnsafeBufferPointer<UInt8>)
         -> ChainFailure?
     {
+        precondition(previousHash.count == hashLength, "a previous hash is 64 hex digits")
         let textCount = line.count - hashSuffixLength
-        guard textCount > 0, matches(line, at: textCount, " hash="), previousHash.count == hashLength,
-            let base = line.baseAddress, let previous = previousHash.baseAddress
+        guard textCount > 0, matches(line, at: textCount, " hash="), let base = line.baseAddress,
+            let previous = previousHash.baseAddress
         else { return .suffix }
         // A stored hash equal to the computed one is 64 lower-case hex
         // digits, so the suffix's digits need a look of their own only when
@@ -232,6 +233,20 @@ private struct FieldCursor {
         return UnsafeBufferPointer(rebasing: bytes[start..<end])
     }
 
+    /// Where the next field's value starts, when the field is called `name`
+    /// (past the space before it, its name and `=`); nil otherwise.
+    private func valueStart(_ name: StaticString) -> Int? {
+        var start = position
+        if position > 0 {
+            guard position < bytes.count, bytes[position] == space else { return nil }
+            start += 1
+        }
+        let nameLength = name.utf8CodeUnitCount
+        guard matches(bytes, at: start, name), start + nameLength < bytes.count, bytes[start + nameLength] == equalsSign
+        else { return nil }
+        return start + nameLength + 1
+    }
+
     /// The next field's value parsed, when the field is called `name`, its
     /// value is exactly `width` bytes and `parse` accepts them; nil
     /// otherwise, and the cursor has not moved. The fixed-width fields
@@ -242,16 +257,9 @@ private struct FieldCursor {
     mutating func fixed<T>(
         _ name: StaticString, width: Int, _ parse: (UnsafeBufferPointer<UInt8>) -> T?
     ) -> T? {
-        var start = position
-        if position > 0 {
-            guard position < bytes.count, bytes[position] == space else { return nil }
-            start += 1
-        }
-        let nameLength = name.utf8CodeUnitCount
-        let valueStart = start + nameLength + 1
+        guard let valueStart = valueStart(name) else { return nil }
         let valueEnd = valueStart + width
         guard valueEnd <= bytes.count, valueEnd == bytes.count || bytes[valueEnd] == space,
-            matches(bytes, at: start, name), bytes[start + nameLength] == equalsSign,
             let parsed = parse(UnsafeBufferPointer(rebasing: bytes[valueStart..<valueEnd]))
         else { return nil }
         position = valueEnd
@@ -265,15 +273,7 @@ private struct FieldCursor {
     /// value is the one `next` would find. On nil the caller reads the field
     /// with `next`, which fails with the same reason as ever.
     mutating func scanned(_ name: StaticString, maximum: Int, _ each: (UInt8) -> Bool) -> UnsafeBufferPointer<UInt8>? {
-        var start = position
-        if position > 0 {
-            guard position < bytes.count, bytes[position] == space else { return nil }
-            start += 1
-        }
-        let nameLength = name.utf8CodeUnitCount
-        guard matches(bytes, at: start, name), start + nameLength < bytes.count, bytes[start + nameLength] == equalsSign
-        else { return nil }
-        let valueStart = start + nameLength + 1
+        guard let valueStart = valueStart(name) else { return nil }
         var end = valueStart
         while end < bytes.count, each(bytes[end]) { end += 1 }
         guard end > valueStart, end - valueStart <= maximum, end == bytes.count || bytes[end] == space else {

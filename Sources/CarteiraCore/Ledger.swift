@@ -209,10 +209,16 @@ public struct Ledger: Sendable {
             guard amount > .zero else {
                 return .reject(Rejection(.badAmount, "amount must be greater than zero"))
             }
-            guard let sender = machineIndex(of: from) else {
+            // The payer's name hash also seeds its request ids' (`TransferHashes`).
+            let (payerHash, payer) = withBytes(from.text) { name in
+                let hash = TransferHashes.name(name)
+                return (hash, machinesByName.find(UnsafeRawBufferPointer(name), hash: hash))
+            }
+            guard let sender = payer else {
                 return .reject(Rejection(.notLoggedIn, "machine \(from) is not registered"))
             }
-            if let requestID, let index = transferIndex(payer: sender, requestID: requestID.text) {
+            if let requestID, let index = transferIndex(payer: sender, payerHash: payerHash, requestID: requestID.text)
+            {
                 let first = transferSlots[Int(index)]
                 let tx = TxID(seq: first.seq)
                 if keyBits(keyText) == keySlots[Int(first.key)].bits && amount.value == first.amount {
@@ -448,16 +454,17 @@ public struct Ledger: Sendable {
     }
 
     private func machineIndex(ofBytes name: UnsafeBufferPointer<UInt8>) -> UInt32? {
-        let raw = UnsafeRawBufferPointer(name)
-        return machinesByName.find(raw, hash: ByteTable.hash(raw, seed: 0))
+        machinesByName.find(UnsafeRawBufferPointer(name), hash: TransferHashes.name(name))
     }
 
-    private func transferIndex(payer: UInt32, requestID: String) -> UInt32? {
-        withBytes(machineSlots[Int(payer)].name.text) { name in
-            withBytes(requestID) { bytes in
-                transfersByRequest.find(
-                    UnsafeRawBufferPointer(bytes), hash: TransferHashes.request(bytes, payer: TransferHashes.name(name))
-                ) { transferSlots[Int($0)].from == payer }
+    /// The transfer `payer` (whose name hashes to `payerHash`) made with
+    /// this request id.
+    private func transferIndex(payer: UInt32, payerHash: UInt32, requestID: String) -> UInt32? {
+        withBytes(requestID) { bytes in
+            transfersByRequest.find(
+                UnsafeRawBufferPointer(bytes), hash: TransferHashes.request(bytes, payer: payerHash)
+            ) {
+                transferSlots[Int($0)].from == payer
             }
         }
     }

@@ -325,7 +325,7 @@ public struct Ledger: Sendable {
 
         case let .registered(machine, key, expires, tokenDigest, balance):
             guard lastSeq >= 0 else { throw LedgerViolation("event before the genesis line") }
-            let nameHash = ByteTable.hash(UnsafeRawBufferPointer(machine), seed: 0)
+            let nameHash = TransferHashes.name(machine)
             guard machinesByName.find(UnsafeRawBufferPointer(machine), hash: nameHash) == nil else {
                 throw LedgerViolation("machine \(text(machine)) registered twice")
             }

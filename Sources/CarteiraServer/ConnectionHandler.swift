@@ -287,11 +287,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         case .tooLong:
             action = session.receiveTooLong()
         case let .line(line):
-            if let text = String(validating: line.readableBytesView, as: UTF8.self) {
-                parsed = Request.parse(text[...])
-            } else {
-                parsed = .failure(Rejection(.badRequest, "the line is not valid UTF-8"))
-            }
+            parsed = line.withUnsafeReadableBytes { Request.parse(utf8: $0) }
             action = session.receive(parsed, serving: core.ledger.serving, now: now)
         }
         let response: Response

@@ -100,6 +100,61 @@ struct ParseEquivalenceTests {
         }
     }
 
+    @Test("a line's bytes get its text's answer, whether or not they take the fast reading")
+    func bytesAnswerAsText() {
+        var random = SplitMix64(seed: 20_261_206)
+        var fastReadings = 0
+        for _ in 0..<60_000 {
+            // Half of them SEND as clients write it: the fast reading's lines
+            // and the ones just beside them.
+            var line = random.next() % 2 == 0 ? "SEND" : random.pick(Self.words) ?? ""
+            for _ in 0..<Int(random.next() % 5) { line += "|" + (random.pick(Self.arguments) ?? "") }
+            if random.next() % 8 == 0 { line += "\r" }
+            let bytes = Array(line.utf8)
+            let viaBytes = bytes.withUnsafeBytes { Request.parse(utf8: $0) }
+            let viaText = Request.parse(Substring(line))
+            #expect(viaBytes == viaText, "\(line.debugDescription)")
+            if viaBytes != viaText { return }
+            if bytes.withUnsafeBytes({ Request.parseCommon($0) }) != nil { fastReadings += 1 }
+        }
+        // The generator reaches the fast reading, and not only it.
+        #expect(fastReadings > 1_000 && fastReadings < 30_000, "\(fastReadings) fast readings")
+    }
+
+    @Test("the lines clients write most take the fast reading")
+    func commonLinesReadFast() {
+        let key = "0f8d3c1e-6b2a-4c9e-9a7d-3e5f1b2c4d6e"
+        let cases: [(String, Request)] = [
+            ("PING", .ping), ("PING\r", .ping),
+            ("SEND|\(key)|0,01", .send(keyText: key, amount: Centavos(1), requestID: nil)),
+            ("SEND|\(key)|50\r", .send(keyText: key, amount: Centavos(5_000), requestID: nil)),
+            ("SEND|\(key)|50.5|pay-1", .send(keyText: key, amount: Centavos(5_050), requestID: RequestID("pay-1"))),
+            // The key's form is checked with the key, later, as for any line.
+            ("SEND|not a key|1", .send(keyText: "not a key", amount: Centavos(100), requestID: nil)),
+        ]
+        for (line, request) in cases {
+            #expect(Array(line.utf8).withUnsafeBytes { Request.parseCommon($0) } == request, "\(line.debugDescription)")
+        }
+        // Beside them, the general reading answers.
+        for line in [
+            "ping", "Send|\(key)|1", "SEND|\(key)", "SEND|\(key)|0", "SEND|\(key)|1|-", "SEND|k\r|1", "SEND|é|1",
+        ] {
+            #expect(Array(line.utf8).withUnsafeBytes { Request.parseCommon($0) } == nil, "\(line.debugDescription)")
+        }
+    }
+
+    @Test("a line that is not UTF-8 is refused, wherever the bad byte is")
+    func notUTF8() {
+        let refusal = Result<Request, Rejection>.failure(Rejection(.badRequest, "the line is not valid UTF-8"))
+        let lines: [[UInt8]] = [
+            [0xFF], [0x50, 0x49, 0x4E, 0xC7], Array("SEND|".utf8) + [0xC3, 0x28] + Array("|1".utf8),
+            Array("SEND|k|1|".utf8) + [0x80], Array("SEND|k|".utf8) + [0xE2, 0x82] + Array("|id".utf8),
+        ]
+        for bytes in lines {
+            #expect(bytes.withUnsafeBytes { Request.parse(utf8: $0) } == refusal, "\(bytes)")
+        }
+    }
+
     @Test("every command word in any case, and the words around them")
     func everyWord() {
         let cased = Self.words + Self.words.map({ $0.lowercased() }) + Self.words.map({ $0.uppercased() })

@@ -16,6 +16,9 @@ struct ErrorCodeTests {
             }
             // Raw bytes that are not UTF-8.
             #expect(try await errorCode(alice.requestBytes([0x50, 0xC3, 0x28, 0x0A])) == "bad_request")
+            // A SEND as clients write it but for one byte of its request id.
+            let send = Array("SEND|\(bobKey)|1|pay".utf8)
+            #expect(try await errorCode(alice.requestBytes(send + [0xC3, 0x0A])) == "bad_request")
             #expect(try await alice.request("PING") == "OK|PONG")
         }
     }

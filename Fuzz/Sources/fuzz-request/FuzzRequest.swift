@@ -5,7 +5,8 @@ import FuzzSupport
 /// Fuzzes `Request.parse` with what the server's framer hands it: one line of
 /// valid UTF-8 without its `"\n"`, at most 4096 bytes.
 ///
-/// Properties: parsing is deterministic; a parsed request's wire form
+/// Properties: parsing is deterministic; the line's bytes
+/// (`Request.parse(utf8:)`, the server's path) parse as its text does; a parsed request's wire form
 /// (`Request.line`) parses back to the same request; a refusal's wire form is
 /// one `ERR|<code>|...` line, whatever the input echoed into its message.
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -13,6 +14,8 @@ public func fuzzRequest(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     guard let line = framedLine(fuzzBytes(data, size)) else { return 0 }
     let parsed = Request.parse(line[...])
     fuzzCheck(Request.parse(line[...]) == parsed, "parse is not deterministic")
+    let viaBytes = Array(line.utf8).withUnsafeBytes { Request.parse(utf8: $0) }
+    fuzzCheck(viaBytes == parsed, "\(line.debugDescription): its bytes parse to \(String(describing: viaBytes))")
     switch parsed {
     case nil:
         fuzzCheck(line.isEmpty || line == "\r", "\(line.debugDescription) ignored as empty")

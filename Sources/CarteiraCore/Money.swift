@@ -49,12 +49,26 @@ public struct Centavos: Sendable, Hashable, Comparable, CustomStringConvertible 
     /// 1-2 digits (`50`, `50,5`, `50,25`, `50.25`). Zero and anything else is
     /// `nil`. Twelve digits of reais always fit, so there is no overflow.
     public init?(amount text: some StringProtocol) {
+        guard let value = Self.amountValue(text.utf8) else { return nil }
+        self.value = value
+    }
+
+    /// `init(amount:)` of text given as its UTF-8 bytes: the same rules.
+    @inlinable
+    public init?(amountUTF8 bytes: UnsafeRawBufferPointer) {
+        guard let value = Self.amountValue(bytes) else { return nil }
+        self.value = value
+    }
+
+    /// The one reading of an amount, over its bytes.
+    @inlinable
+    static func amountValue(_ bytes: some Sequence<UInt8>) -> Int64? {
         var reais: Int64 = 0
         var cents: Int64 = 0
         var integerDigits = 0
         var fractionDigits = 0
         var seenSeparator = false
-        for byte in text.utf8 {
+        for byte in bytes {
             switch byte {
             case UInt8(ascii: "0")...UInt8(ascii: "9"):
                 let digit = Int64(byte - UInt8(ascii: "0"))
@@ -77,7 +91,6 @@ public struct Centavos: Sendable, Hashable, Comparable, CustomStringConvertible 
         guard integerDigits > 0, !seenSeparator || fractionDigits > 0 else { return nil }
         if fractionDigits == 1 { cents *= 10 }
         let total = reais * 100 + cents
-        guard total > 0 else { return nil }
-        self.value = total
+        return total > 0 ? total : nil
     }
 }

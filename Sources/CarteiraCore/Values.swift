@@ -155,8 +155,22 @@ public struct TxID: Sendable, Hashable, Comparable, CustomStringConvertible {
     }
 
     public init(seq: Int64) {
-        let digits = String(seq)
-        self.text = "T" + String(repeating: "0", count: max(0, 12 - digits.count)) + digits
+        // Every transfer's answer and event makes one: `T` and twelve
+        // digits, written into one small string (13 bytes, no allocation).
+        guard (0...999_999_999_999).contains(seq) else {
+            let digits = String(seq)
+            self.text = "T" + String(repeating: "0", count: max(0, 12 - digits.count)) + digits
+            return
+        }
+        self.text = String(unsafeUninitializedCapacity: 13) { bytes in
+            bytes[0] = UInt8(ascii: "T")
+            var rest = seq
+            for index in stride(from: 12, through: 1, by: -1) {
+                bytes[index] = UInt8(ascii: "0") + UInt8(truncatingIfNeeded: rest % 10)
+                rest /= 10
+            }
+            return 13
+        }
     }
 
     public static func < (lhs: TxID, rhs: TxID) -> Bool { lhs.text < rhs.text }

@@ -192,7 +192,9 @@ public enum Request: Sendable, Hashable {
         func text(_ range: Range<Int>) -> String {
             String(decoding: UnsafeRawBufferPointer(rebasing: line[range]), as: UTF8.self)
         }
-        guard let amount = Centavos(amount: text(keyEnd + 1..<amountEnd)) else { return nil }
+        guard let amount = Centavos(amountUTF8: UnsafeRawBufferPointer(rebasing: line[keyEnd + 1..<amountEnd])) else {
+            return nil
+        }
         var requestID: RequestID?
         if bars == 2 {
             guard let id = RequestID(text(amountEnd + 1..<count)) else { return nil }

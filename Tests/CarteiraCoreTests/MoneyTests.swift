@@ -13,6 +13,7 @@ struct MoneyTests {
         ] as [(String, Int64)])
     func validAmounts(text: String, centavos: Int64) {
         #expect(Centavos(amount: text) == Centavos(centavos))
+        #expect(Array(text.utf8).withUnsafeBytes { Centavos(amountUTF8: $0) } == Centavos(centavos))
     }
 
     @Test(
@@ -24,6 +25,7 @@ struct MoneyTests {
         ])
     func invalidAmounts(text: String) {
         #expect(Centavos(amount: text) == nil)
+        #expect(Array(text.utf8).withUnsafeBytes { Centavos(amountUTF8: $0) } == nil)
     }
 
     @Test(

@@ -124,6 +124,13 @@ struct ValueTests {
         #expect(TxID(seq: 1_000_000_000_000).text == "T1000000000000")
         #expect(TxID(seq: 9) < TxID(seq: 10))
         #expect(TxID(TxID(seq: Int64.max).text) != nil)
+        // Written digit by digit: the same text as padding `String(seq)`.
+        var random = SplitMix64(seed: 20_261_206)
+        for _ in 0..<10_000 {
+            let seq = Int64(random.next() % 1_000_000_000_000) >> (random.next() % 40)
+            let digits = String(seq)
+            #expect(TxID(seq: seq).text == "T" + String(repeating: "0", count: 12 - digits.count) + digits)
+        }
     }
 
     @Test(

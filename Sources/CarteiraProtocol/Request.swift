@@ -60,13 +60,6 @@ public enum Request: Sendable, Hashable {
         }
     }
 
-    /// Parses one line (without its `\n`; a trailing `\r` is dropped). An
-    /// empty line is `nil`: it is not a request and gets no answer.
-    ///
-    /// The hot path of every request: fields are cut as `Substring`s of the
-    /// line (no array), and the command word is matched on its bytes folded
-    /// to upper case, packed into one integer (no `String` is made unless
-    /// the line is refused).
     /// Key text is kept as written (its form is checked with the key, in the
     /// order of PROTOCOL.md's errors), but PROTOCOL.md lets no field hold a
     /// line break: a `\r` left after the line's one `\r\n` ending is refused,
@@ -76,6 +69,14 @@ public enum Request: Sendable, Hashable {
         return Rejection(.badRequest, "a field may not hold a line break (a carriage return)")
     }
 
+    /// Parses one line (without its `\n`; a trailing `\r` is dropped). An
+    /// empty line is `nil`: it is not a request and gets no answer.
+    ///
+    /// Every line's reading (the server's common lines take the shortcut
+    /// `parse(utf8:)`, which falls back to this one): fields are cut as
+    /// `Substring`s of the line (no array), and the command word is matched
+    /// on its bytes folded to upper case, packed into one integer (no
+    /// `String` is made unless the line is refused).
     public static func parse(_ line: Substring) -> Result<Request, Rejection>? {
         var line = line
         if line.utf8.last == UInt8(ascii: "\r") { line = line.dropLast() }

@@ -75,50 +75,53 @@ public enum JournalEncoder {
         value.withUTF8 { bytes.append(contentsOf: $0) }
     }
 
-    /// Decimal digits of a non-negative integer (a minus sign otherwise).
+    /// Decimal digits of a non-negative integer (a minus sign otherwise),
+    /// written from the end of a buffer on the stack and appended at once.
     static func appendInteger(_ value: Int64, to bytes: inout [UInt8]) {
         if value < 0 { bytes.append(UInt8(ascii: "-")) }
         var magnitude = value.magnitude
         // Int64.min's magnitude has 19 digits: 24 bytes hold any of them.
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
-        var count = 0
-        withUnsafeMutableBytes(of: &digits) { buffer in
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 24) { buffer in
+            var start = buffer.count
             repeat {
-                buffer[count] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                start -= 1
+                buffer[start] = UInt8(ascii: "0") + UInt8(magnitude % 10)
                 magnitude /= 10
-                count += 1
             } while magnitude > 0
-            for index in stride(from: count - 1, through: 0, by: -1) { bytes.append(buffer[index]) }
+            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[start...]))
         }
     }
 
-    /// `2026-11-26T19:22:09.123Z`, exactly as `Timestamp.iso8601` writes it.
+    /// `2026-11-26T19:22:09.123Z`, exactly as `Timestamp.iso8601` writes it:
+    /// one append of its 24 bytes for the years 0-9999.
     static func appendTime(_ time: Timestamp, to bytes: inout [UInt8]) {
         let parts = time.civil
-        padded(parts.year, 4, to: &bytes)
-        bytes.append(UInt8(ascii: "-"))
-        padded(parts.month, 2, to: &bytes)
-        bytes.append(UInt8(ascii: "-"))
-        padded(parts.day, 2, to: &bytes)
-        bytes.append(UInt8(ascii: "T"))
-        padded(parts.hour, 2, to: &bytes)
-        bytes.append(UInt8(ascii: ":"))
-        padded(parts.minute, 2, to: &bytes)
-        bytes.append(UInt8(ascii: ":"))
-        padded(parts.second, 2, to: &bytes)
-        bytes.append(UInt8(ascii: "."))
-        padded(parts.millisecond, 3, to: &bytes)
-        bytes.append(UInt8(ascii: "Z"))
-    }
-
-    private static func padded(_ value: Int64, _ width: Int, to bytes: inout [UInt8]) {
-        var digits = 1
-        var rest = value / 10
-        while rest > 0 {
-            digits += 1
-            rest /= 10
+        // Other years (24 bytes cannot hold them, so a reader refuses the
+        // line) as `iso8601` writes them.
+        guard (0...9999).contains(parts.year) else { return bytes.append(contentsOf: time.iso8601.utf8) }
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 24) { text in
+            func digits(_ value: Int64, _ width: Int, at offset: Int) {
+                var rest = value
+                for index in stride(from: offset + width - 1, through: offset, by: -1) {
+                    text[index] = UInt8(ascii: "0") + UInt8(rest % 10)
+                    rest /= 10
+                }
+            }
+            digits(parts.year, 4, at: 0)
+            text[4] = UInt8(ascii: "-")
+            digits(parts.month, 2, at: 5)
+            text[7] = UInt8(ascii: "-")
+            digits(parts.day, 2, at: 8)
+            text[10] = UInt8(ascii: "T")
+            digits(parts.hour, 2, at: 11)
+            text[13] = UInt8(ascii: ":")
+            digits(parts.minute, 2, at: 14)
+            text[16] = UInt8(ascii: ":")
+            digits(parts.second, 2, at: 17)
+            text[19] = UInt8(ascii: ".")
+            digits(parts.millisecond, 3, at: 20)
+            text[23] = UInt8(ascii: "Z")
+            bytes.append(contentsOf: UnsafeBufferPointer(text))
         }
-        for _ in digits..<max(digits, width) { bytes.append(UInt8(ascii: "0")) }
-        appendInteger(value, to: &bytes)
     }
 }

@@ -106,6 +106,22 @@ struct EncoderTests {
         }
     }
 
+    @Test("writes times as Timestamp.iso8601 does, across years, days and milliseconds, past 9999 and before 1970")
+    func timesAsISO8601() {
+        var random = SplitMix64(seed: 20_261_206)
+        var times: [Int64] = [
+            0, -1, -1000, -86_400_000, -62_167_219_200_000, -62_167_219_200_001, 253_402_300_799_999,
+            253_402_300_800_000, 4_102_444_800_000, 951_868_800_000,
+        ]
+        for _ in 0..<5_000 { times.append(Int64(bitPattern: random.next()) % 400_000_000_000_000) }
+        for milliseconds in times {
+            let time = Timestamp(milliseconds: milliseconds)
+            var bytes: [UInt8] = []
+            JournalEncoder.appendTime(time, to: &bytes)
+            #expect(String(decoding: bytes, as: UTF8.self) == time.iso8601, "\(milliseconds)")
+        }
+    }
+
     /// Regression (fuzz-journal-line under ASan): integers of more than 16
     /// digits overran the encoder's digit buffer on the stack.
     @Test("writes integers of every length, Int64.min and Int64.max included")

@@ -100,27 +100,24 @@ public enum JournalEncoder {
         // line) as `iso8601` writes them.
         guard (0...9999).contains(parts.year) else { return bytes.append(contentsOf: time.iso8601.utf8) }
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 24) { text in
-            func digits(_ value: Int64, _ width: Int, at offset: Int) {
+            // Each field's digits, zero-padded to `width`, then the byte after it.
+            var end = 0
+            func field(_ value: Int64, _ width: Int, then separator: Unicode.Scalar) {
                 var rest = value
-                for index in stride(from: offset + width - 1, through: offset, by: -1) {
+                for index in stride(from: end + width - 1, through: end, by: -1) {
                     text[index] = UInt8(ascii: "0") + UInt8(rest % 10)
                     rest /= 10
                 }
+                text[end + width] = UInt8(ascii: separator)
+                end += width + 1
             }
-            digits(parts.year, 4, at: 0)
-            text[4] = UInt8(ascii: "-")
-            digits(parts.month, 2, at: 5)
-            text[7] = UInt8(ascii: "-")
-            digits(parts.day, 2, at: 8)
-            text[10] = UInt8(ascii: "T")
-            digits(parts.hour, 2, at: 11)
-            text[13] = UInt8(ascii: ":")
-            digits(parts.minute, 2, at: 14)
-            text[16] = UInt8(ascii: ":")
-            digits(parts.second, 2, at: 17)
-            text[19] = UInt8(ascii: ".")
-            digits(parts.millisecond, 3, at: 20)
-            text[23] = UInt8(ascii: "Z")
+            field(parts.year, 4, then: "-")
+            field(parts.month, 2, then: "-")
+            field(parts.day, 2, then: "T")
+            field(parts.hour, 2, then: ":")
+            field(parts.minute, 2, then: ":")
+            field(parts.second, 2, then: ".")
+            field(parts.millisecond, 3, then: "Z")
             bytes.append(contentsOf: UnsafeBufferPointer(text))
         }
     }

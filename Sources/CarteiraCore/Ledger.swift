@@ -32,6 +32,34 @@ public enum Decision: Sendable, Hashable {
     case alreadyDone(TxID)
 }
 
+/// What `Ledger.decideTransfer` made of a transfer.
+public enum TransferDecision: Sendable {
+    /// Journal `accepted.event`, then `Ledger.apply(accepted)`.
+    case accept(AcceptedTransfer)
+    case reject(Rejection)
+    case alreadyDone(TxID)
+}
+
+/// A transfer `Ledger.decideTransfer` accepted: its event, and where its
+/// parties, key and request id are in the state that decided it.
+public struct AcceptedTransfer: Sendable {
+    public let event: Event
+    /// The machine paid.
+    public let payee: MachineID
+    fileprivate let payer: UInt32
+    fileprivate let key: UInt32
+    fileprivate let amount: Int64
+    fileprivate let requestID: RequestID?
+    /// `TransferHashes.request` of its request id; 0 without one.
+    fileprivate let requestHash: UInt32
+}
+
+/// A machine's place in the ledger: stable for the ledger's life, as
+/// machines are never removed. Cheaper to keep and compare than its name.
+public struct MachineID: Sendable, Hashable {
+    fileprivate let index: UInt32
+}
+
 /// One machine's wallet and identity, as the ledger reads it out.
 public struct MachineRecord: Sendable, Hashable {
     public var name: MachineName
@@ -205,46 +233,11 @@ public struct Ledger: Sendable {
             return .accept(Event(seq: seq, at: now, kind: .registered(registration)))
 
         case let .transfer(from, keyText, amount, requestID):
-            // `apply` refuses such an event, so `decide` must never yield one.
-            guard amount > .zero else {
-                return .reject(Rejection(.badAmount, "amount must be greater than zero"))
+            switch decideTransfer(from: from, keyText: keyText, amount: amount, requestID: requestID, at: now) {
+            case let .accept(accepted): return .accept(accepted.event)
+            case let .reject(rejection): return .reject(rejection)
+            case let .alreadyDone(tx): return .alreadyDone(tx)
             }
-            // The payer's name hash also seeds its request ids' (`TransferHashes`).
-            let (payerHash, payer) = withBytes(from.text) { name in
-                let hash = TransferHashes.name(name)
-                return (hash, machinesByName.find(UnsafeRawBufferPointer(name), hash: hash))
-            }
-            guard let sender = payer else {
-                return .reject(Rejection(.notLoggedIn, "machine \(from) is not registered"))
-            }
-            if let requestID, let index = transferIndex(payer: sender, payerHash: payerHash, requestID: requestID.text)
-            {
-                let first = transferSlots[Int(index)]
-                let tx = TxID(seq: first.seq)
-                if keyBits(keyText) == keySlots[Int(first.key)].bits && amount.value == first.amount {
-                    return .alreadyDone(tx)
-                }
-                return .reject(
-                    Rejection(.requestIDReused, "request id \(requestID) was used for another transfer (\(tx))"))
-            }
-            let payee: UInt32
-            switch ownerIndex(ofKey: keyText, at: now) {
-            case let .success(index): payee = index
-            case let .failure(rejection): return .reject(rejection)
-            }
-            guard payee != sender else {
-                return .reject(Rejection(.selfTransfer, "key belongs to \(from) itself"))
-            }
-            let balance = Centavos(machineSlots[Int(sender)].balance)
-            guard balance >= amount else {
-                return .reject(Rejection(.insufficientFunds, "balance \(balance.brl) is below \(amount.brl)"))
-            }
-            // The key resolved, so it parses.
-            guard let key = PaymentKey(keyText) else { return .reject(Rejection(.unknownKey, "no such key")) }
-            let transfer = Event.Transfer(
-                tx: TxID(seq: seq), from: from, to: machineSlots[Int(payee)].name, key: key, amount: amount,
-                requestID: requestID)
-            return .accept(Event(seq: seq, at: now, kind: .transfer(transfer)))
 
         case let .rotateKey(machine, newKey, reason):
             guard machineIndex(of: machine) != nil else {
@@ -255,6 +248,62 @@ public struct Ledger: Sendable {
                 machine: machine, key: newKey, expires: now.adding(seconds: policy.ttlSeconds), reason: reason)
             return .accept(Event(seq: seq, at: now, kind: .keyRotated(rotation)))
         }
+    }
+
+    /// `decide` for a transfer, keeping what it found: an accepted one
+    /// carries the indices `apply(_: AcceptedTransfer)` needs, so the server
+    /// looks nothing up twice.
+    public func decideTransfer(
+        from: MachineName, keyText: String, amount: Centavos, requestID: RequestID?, at now: Timestamp
+    ) -> TransferDecision {
+        let seq = lastSeq + 1
+        // `apply` refuses such an event, so `decide` must never yield one.
+        guard amount > .zero else {
+            return .reject(Rejection(.badAmount, "amount must be greater than zero"))
+        }
+        // The payer's name hash also seeds its request ids' (`TransferHashes`).
+        let (payerHash, payer) = withBytes(from.text) { name in
+            let hash = TransferHashes.name(name)
+            return (hash, machinesByName.find(UnsafeRawBufferPointer(name), hash: hash))
+        }
+        guard let sender = payer else {
+            return .reject(Rejection(.notLoggedIn, "machine \(from) is not registered"))
+        }
+        var requestHash: UInt32 = 0
+        if let requestID {
+            requestHash = withBytes(requestID.text) { TransferHashes.request($0, payer: payerHash) }
+        }
+        if let requestID, let index = transferIndex(payer: sender, hash: requestHash, requestID: requestID.text) {
+            let first = transferSlots[Int(index)]
+            let tx = TxID(seq: first.seq)
+            if keyBits(keyText) == keySlots[Int(first.key)].bits && amount.value == first.amount {
+                return .alreadyDone(tx)
+            }
+            return .reject(
+                Rejection(.requestIDReused, "request id \(requestID) was used for another transfer (\(tx))"))
+        }
+        let payee: UInt32
+        let key: UInt32
+        switch keyIndex(ofKey: keyText, at: now) {
+        case let .success(found): (key, payee) = (found, keySlots[Int(found)].owner)
+        case let .failure(rejection): return .reject(rejection)
+        }
+        guard payee != sender else {
+            return .reject(Rejection(.selfTransfer, "key belongs to \(from) itself"))
+        }
+        let balance = Centavos(machineSlots[Int(sender)].balance)
+        guard balance >= amount else {
+            return .reject(Rejection(.insufficientFunds, "balance \(balance.brl) is below \(amount.brl)"))
+        }
+        // The key resolved, so it parses.
+        guard let paymentKey = PaymentKey(keyText) else { return .reject(Rejection(.unknownKey, "no such key")) }
+        let transfer = Event.Transfer(
+            tx: TxID(seq: seq), from: from, to: machineSlots[Int(payee)].name, key: paymentKey, amount: amount,
+            requestID: requestID)
+        return .accept(
+            AcceptedTransfer(
+                event: Event(seq: seq, at: now, kind: .transfer(transfer)), payee: MachineID(index: payee),
+                payer: sender, key: key, amount: amount.value, requestID: requestID, requestHash: requestHash))
     }
 
     // MARK: Applying
@@ -406,19 +455,9 @@ public struct Ledger: Sendable {
             guard !overflow else {
                 throw LedgerViolation("balance of \(text(to)) overflows")
             }
-            precondition(transferSlots.count < Int(Int32.max), "more transfers than a dense index holds")
-            let index = UInt32(transferSlots.count)
-            var request = TransferSlot.noRequest
-            if let requestID {
-                request = UInt32(transfersByRequest.count)
-                transfersByRequest.insert(UnsafeRawBufferPointer(requestID), hash: requestHash, value: index)
-            }
-            let previousOfPayer = machineSlots[Int(sender)].record(transfer: index, at: event.at, balance: senderAfter)
-            let previousOfPayee = machineSlots[Int(payee)].record(transfer: index, at: event.at, balance: payeeAfter)
-            transferSlots.append(
-                TransferSlot(
-                    seq: event.seq, at: event.at, amount: amount, from: sender, to: payee, key: keyRef.index,
-                    request: request, previousOfPayer: previousOfPayer, previousOfPayee: previousOfPayee))
+            addTransfer(
+                seq: event.seq, at: event.at, amount: amount, from: (sender, senderAfter), to: (payee, payeeAfter),
+                key: keyRef.index, requestID: requestID, requestHash: requestHash)
 
         case let .keyRotated(machine, key, expires, _):
             guard lastSeq >= 0 else { throw LedgerViolation("event before the genesis line") }
@@ -433,6 +472,51 @@ public struct Ledger: Sendable {
         }
         lastSeq = event.seq
         eventCount += 1
+    }
+
+    /// Applies a transfer `decideTransfer` accepted on this very state (no
+    /// event came between): the change `apply(accepted.event)` makes, without
+    /// finding its parties, key and request id again. Returns the payer's
+    /// and the payee's balances after it.
+    public mutating func apply(_ accepted: AcceptedTransfer) -> (payer: Centavos, payee: Centavos) {
+        // Every event moves `lastSeq`, so an unchanged one means the state
+        // `decideTransfer` checked the rules against.
+        precondition(accepted.event.seq == lastSeq + 1, "an accepted transfer applies to the state that decided it")
+        let (amount, payee) = (accepted.amount, accepted.payee.index)
+        // `decideTransfer` checked the payer's funds; the payee's sum stays
+        // within `totalMoney`, which fits `Int64`.
+        let payerAfter = machineSlots[Int(accepted.payer)].balance - amount
+        let payeeAfter = machineSlots[Int(payee)].balance + amount
+        withBytes(accepted.requestID?.text) { requestID in
+            addTransfer(
+                seq: accepted.event.seq, at: accepted.event.at.milliseconds, amount: amount,
+                from: (accepted.payer, payerAfter), to: (payee, payeeAfter), key: accepted.key,
+                requestID: requestID, requestHash: accepted.requestHash)
+        }
+        lastSeq = accepted.event.seq
+        eventCount += 1
+        return (Centavos(payerAfter), Centavos(payeeAfter))
+    }
+
+    /// The change of a transfer whose rules hold: the new balances, the
+    /// record and its request id's entry.
+    private mutating func addTransfer(
+        seq: Int64, at: Int64, amount: Int64, from: (index: UInt32, balance: Int64),
+        to: (index: UInt32, balance: Int64), key: UInt32, requestID: UnsafeBufferPointer<UInt8>?, requestHash: UInt32
+    ) {
+        precondition(transferSlots.count < Int(Int32.max), "more transfers than a dense index holds")
+        let index = UInt32(transferSlots.count)
+        var request = TransferSlot.noRequest
+        if let requestID {
+            request = UInt32(transfersByRequest.count)
+            transfersByRequest.insert(UnsafeRawBufferPointer(requestID), hash: requestHash, value: index)
+        }
+        let previousOfPayer = machineSlots[Int(from.index)].record(transfer: index, at: at, balance: from.balance)
+        let previousOfPayee = machineSlots[Int(to.index)].record(transfer: index, at: at, balance: to.balance)
+        transferSlots.append(
+            TransferSlot(
+                seq: seq, at: at, amount: amount, from: from.index, to: to.index, key: key, request: request,
+                previousOfPayer: previousOfPayer, previousOfPayee: previousOfPayee))
     }
 
     private mutating func addKey(_ key: KeyBits, owner: UInt32, expires: Int64) -> UInt32 {
@@ -457,15 +541,11 @@ public struct Ledger: Sendable {
         machinesByName.find(UnsafeRawBufferPointer(name), hash: TransferHashes.name(name))
     }
 
-    /// The transfer `payer` (whose name hashes to `payerHash`) made with
-    /// this request id.
-    private func transferIndex(payer: UInt32, payerHash: UInt32, requestID: String) -> UInt32? {
+    /// The transfer `payer` made with this request id, whose hash
+    /// (`TransferHashes.request`) is `hash`.
+    private func transferIndex(payer: UInt32, hash: UInt32, requestID: String) -> UInt32? {
         withBytes(requestID) { bytes in
-            transfersByRequest.find(
-                UnsafeRawBufferPointer(bytes), hash: TransferHashes.request(bytes, payer: payerHash)
-            ) {
-                transferSlots[Int($0)].from == payer
-            }
+            transfersByRequest.find(UnsafeRawBufferPointer(bytes), hash: hash) { transferSlots[Int($0)].from == payer }
         }
     }
 
@@ -485,15 +565,15 @@ public struct Ledger: Sendable {
         withBytes(keyText) { KeyBits($0, foldingCase: true) }
     }
 
-    private func ownerIndex(ofKey keyText: String, at now: Timestamp) -> Result<UInt32, Rejection> {
+    /// The index in `keySlots` of the key `keyText`, if it is payable at `now`.
+    private func keyIndex(ofKey keyText: String, at now: Timestamp) -> Result<UInt32, Rejection> {
         guard let bits = keyBits(keyText), let index = keysByBits[bits]?.index else {
             return .failure(Rejection(.unknownKey, "no machine has that key"))
         }
-        let record = keySlots[Int(index)]
-        if now > Timestamp(milliseconds: record.stoppedAt).adding(seconds: policy.graceSeconds) {
+        if now > Timestamp(milliseconds: keySlots[Int(index)].stoppedAt).adding(seconds: policy.graceSeconds) {
             return .failure(Rejection(.expiredKey, "that key was replaced; ask the payee for the current one"))
         }
-        return .success(record.owner)
+        return .success(index)
     }
 
     fileprivate func machineRecord(at index: Int) -> MachineRecord {
@@ -504,6 +584,11 @@ public struct Ledger: Sendable {
             balance: Centavos(slot.balance), registeredAt: Timestamp(milliseconds: slot.registeredAt),
             lastTransferAt: slot.lastTransferAt == Int64.min ? nil : Timestamp(milliseconds: slot.lastTransferAt),
             transferCount: Int(slot.transferCount))
+    }
+
+    /// The machine named `name`, if it is registered.
+    public func machineID(of name: MachineName) -> MachineID? {
+        machineIndex(of: name).map { MachineID(index: $0) }
     }
 
     /// A machine's balance without building its whole record: the server
@@ -535,7 +620,7 @@ public struct Ledger: Sendable {
 
     /// Who owns the key `keyText` at `now`, for `CHECK` and `SEND`.
     public func owner(ofKey keyText: String, at now: Timestamp) -> Result<MachineName, Rejection> {
-        ownerIndex(ofKey: keyText, at: now).map { machineSlots[Int($0)].name }
+        keyIndex(ofKey: keyText, at: now).map { machineSlots[Int(keySlots[Int($0)].owner)].name }
     }
 
     /// The machine `name` if `tokenDigest` is its token's.

@@ -68,11 +68,32 @@ struct LedgerDriver {
         events.append(event)
     }
 
-    /// Decides `command` now and applies the event if it was accepted.
+    /// Decides `command` now and applies the event if it was accepted. A
+    /// transfer goes the server's way, `decideTransfer` and then
+    /// `apply(_: AcceptedTransfer)`, checked against `decide` on the same
+    /// state; `events` keep what replay then applies with `apply(_: Event)`.
     @discardableResult
     mutating func run(_ command: Command) throws -> Decision {
         let decision = ledger.decide(command, at: now)
-        if let event = decision.event { try apply(event) }
+        guard case let .transfer(from, keyText, amount, requestID) = command else {
+            if let event = decision.event { try apply(event) }
+            return decision
+        }
+        switch ledger.decideTransfer(from: from, keyText: keyText, amount: amount, requestID: requestID, at: now) {
+        case let .accept(accepted):
+            #expect(decision == .accept(accepted.event))
+            let payee = try #require(accepted.event.transfer?.to)
+            #expect(ledger.machineID(of: payee) == accepted.payee)
+            let balances = ledger.apply(accepted)
+            events.append(accepted.event)
+            #expect(ledger.lastSeq == accepted.event.seq)
+            #expect(balances.payer == ledger.balance(of: from))
+            #expect(balances.payee == ledger.balance(of: payee))
+        case let .reject(rejection):
+            #expect(decision == .reject(rejection))
+        case let .alreadyDone(tx):
+            #expect(decision == .alreadyDone(tx))
+        }
         return decision
     }
 

@@ -59,8 +59,9 @@ public struct Outgoing: Sendable {
 }
 
 /// How the owner reaches a connection from any thread: each closure hops to
-/// the connection's event loop itself.
-public struct ConnectionLink: Sendable {
+/// the connection's event loop itself. A class, so that the request path
+/// passes one reference instead of copying closures and strings.
+public final class ConnectionLink: Sendable {
     public let id: Int
     public let remoteAddress: String
     public let connectedAt: Timestamp
@@ -73,9 +74,24 @@ public struct ConnectionLink: Sendable {
     /// Requests this connection has had answered.
     public let requestsServed: @Sendable () -> Int
     /// The key its failures are charged under in `RateLimits.addresses`.
-    public var rateLimitKey = "unknown"
+    public let rateLimitKey: String
     /// Whether its own bucket is empty.
-    public var rateState = ConnectionRateState()
+    public let rateState = ConnectionRateState()
+
+    public init(
+        id: Int, remoteAddress: String, connectedAt: Timestamp, rateLimitKey: String = "unknown",
+        deliver: @escaping @Sendable (Outgoing) -> Void, finish: @escaping @Sendable () -> Void,
+        close: @escaping @Sendable () -> Void, requestsServed: @escaping @Sendable () -> Int
+    ) {
+        self.id = id
+        self.remoteAddress = remoteAddress
+        self.connectedAt = connectedAt
+        self.rateLimitKey = rateLimitKey
+        self.deliver = deliver
+        self.finish = finish
+        self.close = close
+        self.requestsServed = requestsServed
+    }
 }
 
 /// The owner's answer to a `LedgerQuery`.
@@ -97,8 +113,9 @@ public final class LedgerService: Sendable {
     private struct State {
         var ledger: Ledger
         var serving = ServingState.serving
-        var connections: [Int: (link: ConnectionLink, machine: MachineName?)] = [:]
-        var sessionsByMachine: [MachineName: [Int: ConnectionLink]] = [:]
+        var connections: [Int: (link: ConnectionLink, machine: MachineName?, id: MachineID?)] = [:]
+        /// The sessions bound to each machine, which its pushes go to.
+        var sessionsByMachine: [MachineID: [Int: ConnectionLink]] = [:]
         var nextConnectionID = 1
     }
 
@@ -143,7 +160,7 @@ public final class LedgerService: Sendable {
             guard state.serving == .serving, state.connections.count < maximumConnections else { return nil }
             let link = makeLink(state.nextConnectionID)
             state.nextConnectionID += 1
-            state.connections[link.id] = (link, nil)
+            state.connections[link.id] = (link, nil, nil)
             return link
         }
     }
@@ -151,7 +168,7 @@ public final class LedgerService: Sendable {
     /// The connection has closed.
     func connectionClosed(_ id: Int) {
         state.withLock { state in
-            guard let entry = state.connections.removeValue(forKey: id), let machine = entry.machine else { return }
+            guard let entry = state.connections.removeValue(forKey: id), let machine = entry.id else { return }
             state.sessionsByMachine[machine]?[id] = nil
             if state.sessionsByMachine[machine]?.isEmpty == true { state.sessionsByMachine[machine] = nil }
         }
@@ -280,23 +297,24 @@ public final class LedgerService: Sendable {
             }
 
         case let .send(sender, keyText, amount, requestID):
-            let command = Command.transfer(from: sender, keyText: keyText, amount: amount, requestID: requestID)
-            switch state.ledger.decide(command, at: now) {
+            switch state.ledger.decideTransfer(
+                from: sender, keyText: keyText, amount: amount, requestID: requestID, at: now)
+            {
             case let .reject(rejection):
                 return answer(.error(rejection))
             case let .alreadyDone(tx):
                 return answer(.sent(tx: tx, balance: currentBalance(sender, state), again: true))
-            case let .accept(event):
-                guard record(event, wakeWriter: false, state: &state) else {
+            case let .accept(accepted):
+                guard journal(accepted.event, wakeWriter: false, state: &state) else {
                     return answer(.error(ServingState.journalUnavailable))
                 }
-                guard case let .transfer(transfer) = event.kind else {
-                    preconditionFailure("a transfer decision yields a transfer")
+                let balances = state.ledger.apply(accepted)
+                let tx = TxID(seq: accepted.event.seq)
+                var result = answer(.sent(tx: tx, balance: balances.payer, again: false))
+                if state.sessionsByMachine[accepted.payee] != nil {
+                    let push = Push.received(tx: tx, from: sender, amount: amount, balance: balances.payee)
+                    collectPushes(push, to: accepted.payee, except: nil, into: &result.pushes, state: state)
                 }
-                var result = answer(.sent(tx: transfer.tx, balance: currentBalance(sender, state), again: false))
-                let push = Push.received(
-                    tx: transfer.tx, from: sender, amount: amount, balance: currentBalance(transfer.to, state))
-                collectPushes(push, to: transfer.to, except: nil, into: &result.pushes, state: state)
                 return result
             }
 
@@ -320,8 +338,12 @@ public final class LedgerService: Sendable {
     }
 
     private func bind(_ link: ConnectionLink, to machine: MachineName, state: inout State) {
+        guard let id = state.ledger.machineID(of: machine) else {
+            preconditionFailure("a session binds to a registered machine")
+        }
         state.connections[link.id]?.machine = machine
-        state.sessionsByMachine[machine, default: [:]][link.id] = link
+        state.connections[link.id]?.id = id
+        state.sessionsByMachine[id, default: [:]][link.id] = link
     }
 
     // MARK: Changes
@@ -354,15 +376,23 @@ public final class LedgerService: Sendable {
     /// leaves a parked writer thread parked (`wakeWriter: false`): its event
     /// loop runs the batch at the end of its turn (`LoopRelease.syncSoon`).
     private func record(_ event: Event, wakeWriter: Bool, state: inout State) -> Bool {
-        guard writer.append(event, wakeWriter: wakeWriter) else {
-            // The writer failed, or stopped at the very end of a shutdown.
-            stopServing(writer.failure == nil ? .shuttingDown : .journalFailed, &state)
-            return false
-        }
+        guard journal(event, wakeWriter: wakeWriter, state: &state) else { return false }
         do {
             try state.ledger.apply(event)
         } catch {
             preconditionFailure("an event from decide always applies: \(error)")
+        }
+        return true
+    }
+
+    /// Hands an accepted event to the journal writer, to be applied next;
+    /// false once the writer has failed or stopped, and then nothing more is
+    /// served.
+    private func journal(_ event: Event, wakeWriter: Bool, state: inout State) -> Bool {
+        guard writer.append(event, wakeWriter: wakeWriter) else {
+            // The writer failed, or stopped at the very end of a shutdown.
+            stopServing(writer.failure == nil ? .shuttingDown : .journalFailed, &state)
+            return false
         }
         return true
     }
@@ -378,14 +408,16 @@ public final class LedgerService: Sendable {
             guard case let .keyRotated(rotation) = event.kind else {
                 preconditionFailure("rotation yields key_rotated")
             }
-            collectPushes(
-                .key(rotation.key, expires: rotation.expires), to: machine, except: except, into: &pushes, state: state)
+            if let id = state.ledger.machineID(of: machine) {
+                collectPushes(
+                    .key(rotation.key, expires: rotation.expires), to: id, except: except, into: &pushes, state: state)
+            }
             return .success((rotation.key, rotation.expires))
         }
     }
 
     private func collectPushes(
-        _ push: Push, to machine: MachineName, except: Int?, into pushes: inout [(ConnectionLink, Outgoing)],
+        _ push: Push, to machine: MachineID, except: Int?, into pushes: inout [(ConnectionLink, Outgoing)],
         state: State
     ) {
         guard let links = state.sessionsByMachine[machine] else { return }

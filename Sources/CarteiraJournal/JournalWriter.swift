@@ -330,7 +330,10 @@ public final class JournalWriter: Sendable {
         let written = chain.withLock {
             chain -> Result<(bytes: Int, nanoseconds: Int64, hash: [UInt8]), JournalError> in
             chain.bytes.removeAll(keepingCapacity: true)
-            for event in events { JournalEncoder.appendLine(event, chainHash: &chain.hash, to: &chain.bytes) }
+            // By index: a `for … in` would copy each event, retaining its strings.
+            for index in events.indices {
+                JournalEncoder.appendLine(events[index], chainHash: &chain.hash, to: &chain.bytes)
+            }
             do {
                 let started = DispatchTime.now().uptimeNanoseconds
                 try storage.append(chain.bytes)

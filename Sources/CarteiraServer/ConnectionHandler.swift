@@ -77,7 +77,7 @@ final class LoopRelease: Sendable {
 /// Requests a connection has had answered, readable by the console.
 final class RequestCounter: Sendable {
     private let count = Atomic<Int>(0)
-    func increment() { count.wrappingAdd(1, ordering: .relaxed) }
+    func increment(by count: Int) { self.count.wrappingAdd(count, ordering: .relaxed) }
     var value: Int { count.load(ordering: .relaxed) }
 }
 
@@ -147,14 +147,12 @@ final class ConnectionHandler: ChannelDuplexHandler {
         let counter = counter
         let rateLimitKey = RateLimits.addressKey(context.channel.remoteAddress)
         link = core.ledger.admit { id in
-            var link = ConnectionLink(
-                id: id, remoteAddress: remote, connectedAt: now,
+            ConnectionLink(
+                id: id, remoteAddress: remote, connectedAt: now, rateLimitKey: rateLimitKey,
                 deliver: { item in bound.eventLoop.run { bound.value.enqueuePush(item) } },
                 finish: { bound.eventLoop.run { bound.value.finish() } },
                 close: { channel.close(promise: nil) },
                 requestsServed: { counter.value })
-            link.rateLimitKey = rateLimitKey
-            return link
         }
         if let link { session.share(core.ledger.rateLimits, address: rateLimitKey, state: link.rateState) }
         if link == nil {
@@ -265,12 +263,21 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private func processLines() {
         guard var buffer = inbound, !finishing, let channel = context?.channel else { return }
         inbound = nil
+        // One reading of the clock for the lines of one read: they arrived
+        // together, and the answers' order is their order.
+        let now = core.clock()
+        var answered = 0
         // No more lines while the socket does not take what is owed: what
         // the server holds for a peer that does not read stays bounded.
         while !session.ended, queue.count < core.maximumQueuedAnswers, channel.isWritable,
             let frame = framer.nextFrame(in: &buffer)
         {
-            handle(frame)
+            if handle(frame, now: now) { answered += 1 }
+        }
+        // Counted before any of the answers is written (`flush`).
+        if answered > 0 {
+            counter.increment(by: answered)
+            release.local.value.requestRate.record(at: now, count: answered)
         }
         if buffer.readableBytes > 0 {
             if buffer.readerIndex > 1 << 16 { buffer.discardReadBytes() }
@@ -279,8 +286,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
         releaseDurable()
     }
 
-    private func handle(_ frame: InboundFrame) {
-        let now = core.clock()
+    /// Handles one line; false when it gets no answer.
+    private func handle(_ frame: InboundFrame, now: Timestamp) -> Bool {
         let action: SessionAction
         var parsed: Result<Request, Rejection>? = nil
         switch frame {
@@ -295,13 +302,13 @@ final class ConnectionHandler: ChannelDuplexHandler {
         var durableThrough: Int64 = 0
         switch action {
         case .ignore:
-            return
+            return false
         case let .answer(answer):
             (response, kind) = (answer, .answer)
         case let .answerAndClose(answer):
             (response, kind) = (answer, .final)
         case let .ask(query):
-            guard let link else { return }
+            guard let link else { return false }
             let answer = core.ledger.perform(query, for: link, now: now)
             session.answered(answer.response, now: now)
             (response, kind, durableThrough) = (answer.response, .answer, answer.durableThrough)
@@ -313,8 +320,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         // Counted before the answer can be written.
         core.metrics?.request(try? parsed?.get(), answered: response)
         enqueue(Outgoing(text: response.wire, kind: kind, durableThrough: durableThrough))
-        counter.increment()
-        release.local.value.requestRate.record(at: now)
+        return true
     }
 
     // MARK: Writing
@@ -373,23 +379,28 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// after a journal failure, answers that never became durable turn into
     /// `unavailable` and pushes are dropped.
     private func releaseDurable() {
-        guard let context else { return }
+        // Moving answers to `output` writes nothing to the socket, so the
+        // channel's writability cannot change in here.
+        guard let context, context.channel.isWritable else { return }
         while true {
             let durable = core.writer.durableSeq
             let failed = core.journalFailed
-            while let first = queue.first, context.channel.isWritable {
-                if first.durableThrough > durable {
+            // The head's `seq` is read in place: copying the head would
+            // retain its text.
+            while !queue.isEmpty {
+                guard queue[queue.startIndex].durableThrough <= durable else {
                     guard failed else { break }
-                    queue.removeFirst()
-                    if first.kind != .push {
-                        write(Outgoing(text: unavailable, kind: first.kind, durableThrough: 0))
+                    let item = queue.removeFirst()
+                    if item.kind != .push {
+                        write(Outgoing(text: unavailable, kind: item.kind, durableThrough: 0))
                     }
                     continue
                 }
-                queue.removeFirst()
-                write(first)
+                write(queue.removeFirst())
             }
-            guard let first = queue.first, first.durableThrough > durable, !failed, !inWaitingSet else { return }
+            guard !queue.isEmpty, queue[queue.startIndex].durableThrough > durable, !failed, !inWaitingSet else {
+                return
+            }
             inWaitingSet = true
             release.wait(self)
             // A sync may have completed between the load and the flag.

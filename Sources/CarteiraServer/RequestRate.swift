@@ -6,14 +6,15 @@ struct RequestRate: Sendable {
     private var counts = [Int](repeating: 0, count: 60)
     private var seconds = [Int64](repeating: -1, count: 60)
 
-    mutating func record(at now: Timestamp) {
+    /// Counts `count` requests answered at `now`.
+    mutating func record(at now: Timestamp, count: Int = 1) {
         let second = now.milliseconds / 1000
         let slot = Int(second % 60 + 60) % 60
         if seconds[slot] != second {
             seconds[slot] = second
             counts[slot] = 0
         }
-        counts[slot] += 1
+        counts[slot] += count
     }
 
     /// Requests in the 60 seconds up to `now`.

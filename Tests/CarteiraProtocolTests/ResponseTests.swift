@@ -1,5 +1,6 @@
 import CarteiraCore
 import CarteiraProtocol
+import CarteiraTestSupport
 import Testing
 
 let paymentKey = PaymentKey(randomBytes: [
@@ -51,6 +52,23 @@ struct ResponseTests {
     @Test("every response has its exact wire text", arguments: responses)
     func wire(response: Response, text: String) {
         #expect(response.wire == text)
+    }
+
+    @Test("a SEND's answer, written in one pass, is the text interpolation writes, for any balance and tx")
+    func sentLineMatchesInterpolation() {
+        var balances: [Int64] = [0, 1, 9, 10, 99, 100, 5_000, 999_999, Int64.max, -1, -10, Int64.min]
+        var random = SplitMix64(seed: 0x5E17)
+        for _ in 0..<2_000 { balances.append(Int64(bitPattern: random.next()) >> (random.next() % 64)) }
+        let seqs: [Int64] = [0, 42, 999_999_999_999, 1_000_000_000_000, Int64.max]
+        for (index, balance) in balances.enumerated() {
+            let tx = TxID(seq: seqs[index % seqs.count])
+            for again in [false, true] {
+                let expected = "OK|\(tx.text)|\(balance)\(again ? "|again" : "")\n"
+                #expect(
+                    Response.sent(tx: tx, balance: Centavos(balance), again: again).wire == expected,
+                    "balance \(balance)")
+            }
+        }
     }
 
     @Test("every error code's message is sanitized to one line of exactly three fields")

@@ -52,6 +52,14 @@ public final class CarteiraServer: Service {
         // behind by a start that could never serve.
         if let refusal = configuration.plaintextRefusal { throw ServerStartFailure(refusal) }
         let tls = try configuration.tlsContext()
+        // A batch synced on an idle event loop holds that loop's connections
+        // for one sync (docs/architecture.md). With one loop that would be
+        // every connection, and JOURNAL.md says waiting for the disk never
+        // stops the server from accepting requests: one loop leaves every
+        // sync to the journal thread.
+        var loops = eventLoopGroup.makeIterator()
+        let oneLoop = loops.next() != nil && loops.next() == nil
+        let storage = storage ?? (oneLoop ? { try PosixJournalStorage(path: $0, syncsOnCaller: false) } : nil)
         let replayStarted = ContinuousClock.now
         let journal = try Journal.open(
             directory: configuration.journalDirectory, policy: configuration.keyPolicy, now: clock(),

@@ -68,8 +68,11 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Most connections open at once.")
     var maxClients = 10_000
 
-    @Option(help: ArgumentHelp("Event-loop threads that serve connections (default: one per core).", valueName: "n"))
-    var eventLoops = System.coreCount
+    @Option(
+        help: ArgumentHelp(
+            "Event-loop threads that serve connections (default: one per core but one, which the journal's thread"
+                + " keeps; at least one).", valueName: "n"))
+    var eventLoops = max(1, System.coreCount - 1)
 
     @Option(
         help: ArgumentHelp(

@@ -26,7 +26,7 @@ struct TestServer {
         journal: String, keyTTLSeconds: Int64 = 180, keyGraceSeconds: Int64 = 30, maximumConnections: Int = 10_000,
         initialBalance: Centavos = Centavos(10_000), maximumQueuedAnswers: Int = 1024,
         stuckConnectionTimeoutSeconds: Int64 = 30, metrics: Bool = false,
-        storage: ((String) throws -> any JournalStorage)? = nil
+        storage: ((String) throws -> any JournalStorage)? = nil, eventLoopGroup: any EventLoopGroup = serverEventLoops
     ) async throws -> TestServer {
         var logger = Logger(label: "test-server")
         logger.logLevel = .warning
@@ -37,7 +37,7 @@ struct TestServer {
             stuckConnectionTimeoutSeconds: stuckConnectionTimeoutSeconds, shutdownGraceSeconds: 5,
             metrics: metrics ? ("127.0.0.1", 0) : nil)
         let server = try await CarteiraServer.start(
-            configuration: configuration, logger: logger, eventLoopGroup: serverEventLoops, storage: storage)
+            configuration: configuration, logger: logger, eventLoopGroup: eventLoopGroup, storage: storage)
         let task = Task { try await server.run() }
         return TestServer(server: server, task: task)
     }

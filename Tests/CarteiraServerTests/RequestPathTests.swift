@@ -2,6 +2,7 @@ import CarteiraCore
 import CarteiraJournal
 import CarteiraTestSupport
 import Foundation
+import NIOPosix
 import Testing
 
 /// Journal storage whose syncs can be held at a gate, then released to
@@ -186,5 +187,32 @@ struct RequestPathTests {
             #expect(socket.readLine() == "OK|9900")
             #expect(socket.readLine() == nil)
         }
+    }
+
+    @Test(
+        "with one event loop every batch syncs on the journal thread; with two, an idle journal's batch syncs on a loop",
+        arguments: [1, 2])
+    func syncsOnLoopOnlyWithAnother(loops: Int) async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: loops)
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let server = try await TestServer.start(journal: directory.path, eventLoopGroup: group)
+        let alice = try await TestPeer(port: server.port)
+        let bob = try await TestPeer(port: server.port)
+        _ = try await alice.register("alice")
+        let bobKey = try await bob.register("bob").key
+        // One at a time: each SEND finds the journal thread parked.
+        for _ in 0..<20 { #expect(fields(try await alice.request("SEND|\(bobKey)|1"))[0] == "OK") }
+        let statistics = server.server.journalStatistics
+        #expect(statistics.lastSeq == 22)
+        if loops == 1 {
+            #expect(statistics.syncsOnCaller == 0, "a sync on the only loop stops the whole server")
+        } else {
+            #expect(statistics.syncsOnCaller > 0)
+        }
+        await alice.close()
+        await bob.close()
+        try await server.stop()
+        try await group.shutdownGracefully()
     }
 }

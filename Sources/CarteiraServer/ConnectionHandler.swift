@@ -345,6 +345,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
             return
         }
         queue.append(item)
+        // A connection waiting for the journal is released and flushed by
+        // its loop's job after the next sync, push included: releasing and
+        // flushing here too would split that one write into several.
+        guard !inWaitingSet else { return }
         releaseDurable()
         flush()
     }

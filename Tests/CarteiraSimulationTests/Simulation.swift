@@ -276,16 +276,17 @@ final class Simulation {
                 storage: { [disk] _ in SimStorage(disk: disk) }, threadedWriter: false)
         } catch {
             _ = disk.takeCrashRequest()
+            // A start-up that failed after cutting a torn tail is held to
+            // the same rule, now: its cut must not wait for the next
+            // start-up, by when lines written after it may be stable.
+            try checkCut()
             disk.count { $0.startFailures += 1 }
             note("start-up failed: \(error)")
             downUntil = step + random.range(1...5)
             return
         }
         disk.count { $0.restarts += 1 }
-        if let cut = disk.takeLowestCut(), cut < model.parsedOffset {
-            throw Violation(
-                "start-up cut the journal at byte \(cut), inside the stable lines (which end at \(model.parsedOffset))")
-        }
+        try checkCut()
         try model.absorb(disk)
         try checkReplay(opened.ledger)
         figures.replaysChecked += 1
@@ -318,6 +319,14 @@ final class Simulation {
 
     /// The process dies: its connections are gone unread, its lock is
     /// released; the disk keeps what `power` says.
+    /// The start-up that just ran cut no stable line.
+    private func checkCut() throws(Violation) {
+        if let cut = disk.takeLowestCut(), cut < model.parsedOffset {
+            throw Violation(
+                "start-up cut the journal at byte \(cut), inside the stable lines (which end at \(model.parsedOffset))")
+        }
+    }
+
     private func crash(power: Bool, counted: Bool = true) {
         if let running = server {
             lastLedger = running.service.snapshot().ledger

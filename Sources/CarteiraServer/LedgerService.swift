@@ -311,10 +311,9 @@ public final class LedgerService: Sendable {
                 let balances = state.ledger.apply(accepted)
                 let tx = TxID(seq: accepted.event.seq)
                 var result = answer(.sent(tx: tx, balance: balances.payer, again: false))
-                if state.sessionsByMachine[accepted.payee] != nil {
-                    let push = Push.received(tx: tx, from: sender, amount: amount, balance: balances.payee)
-                    collectPushes(push, to: accepted.payee, except: nil, into: &result.pushes, state: state)
-                }
+                collectPushes(
+                    .received(tx: tx, from: sender, amount: amount, balance: balances.payee), to: accepted.payee,
+                    except: nil, into: &result.pushes, state: state)
                 return result
             }
 
@@ -416,12 +415,14 @@ public final class LedgerService: Sendable {
         }
     }
 
+    /// Queues `push` for `machine`'s sessions but `except`; the push is
+    /// only built when the machine has one.
     private func collectPushes(
-        _ push: Push, to machine: MachineID, except: Int?, into pushes: inout [(ConnectionLink, Outgoing)],
-        state: State
+        _ push: @autoclosure () -> Push, to machine: MachineID, except: Int?,
+        into pushes: inout [(ConnectionLink, Outgoing)], state: State
     ) {
         guard let links = state.sessionsByMachine[machine] else { return }
-        let item = Outgoing(text: push.wire, kind: .push, durableThrough: state.ledger.lastSeq)
+        let item = Outgoing(text: push().wire, kind: .push, durableThrough: state.ledger.lastSeq)
         for (id, link) in links where id != except { pushes.append((link, item)) }
     }
 

@@ -169,7 +169,7 @@ public struct Ledger: Sendable {
     /// transfer finds its payee without loading the key's record.
     private var keysByBits: [KeyBits: KeyRef] = [:]
     /// Every transfer, in journal (so `seq`) order.
-    private var transferSlots: [TransferSlot] = []
+    private var transferSlots = ChunkedArray<TransferSlot>()
     /// Request id bytes, hashed with the payer's name hash
     /// (`TransferHashes`) → index into `transferSlots`.
     private var transfersByRequest = ByteTable()
@@ -190,8 +190,9 @@ public struct Ledger: Sendable {
     /// Every transfer, in journal order, read out as records.
     public var transfers: Transfers { Transfers(ledger: self) }
 
-    /// Makes room for `count` transfers at once (replay knows about how many
-    /// from the journal's size); untouched room costs no resident memory.
+    /// Makes room for `count` transfers (replay knows about how many from
+    /// the journal's size): the list of their chunks, each made when the
+    /// transfers reach it.
     package mutating func reserveCapacity(transfers count: Int) {
         transferSlots.reserveCapacity(count)
     }

@@ -350,3 +350,40 @@ struct TransferSlot: Sendable, Hashable {
         machine == from ? previousOfPayer : previousOfPayee
     }
 }
+
+/// An append-only array kept in chunks of `chunkSize` elements. Appending
+/// never moves what is stored: a flat array copies every element at each
+/// doubling (a 100 MB copy at two million transfers, which stalls the
+/// owner's lock for tens of milliseconds) and touches twice the memory it
+/// keeps. A copy of the ledger (a snapshot) shares every chunk but the one
+/// being filled.
+struct ChunkedArray<Element: Sendable>: Sendable {
+    static var chunkShift: Int { 16 }
+    static var chunkSize: Int { 1 << chunkShift }
+
+    private var chunks: [[Element]] = []
+    private(set) var count = 0
+
+    /// Traps out of range, as an array does (the chunks' own bounds checks).
+    subscript(index: Int) -> Element {
+        chunks[index >> Self.chunkShift][index & (Self.chunkSize - 1)]
+    }
+
+    mutating func append(_ element: Element) {
+        if count & (Self.chunkSize - 1) == 0 {
+            var chunk: [Element] = []
+            chunk.reserveCapacity(Self.chunkSize)
+            chunks.append(chunk)
+        }
+        // In place: the last chunk is this array's own unless a snapshot
+        // shares it.
+        chunks[chunks.count - 1].append(element)
+        count += 1
+    }
+
+    /// Makes room in the list of chunks for `count` elements; the chunks
+    /// themselves are made as they fill.
+    mutating func reserveCapacity(_ count: Int) {
+        chunks.reserveCapacity((count + Self.chunkSize - 1) >> Self.chunkShift)
+    }
+}

@@ -76,6 +76,28 @@ struct CompactStateTests {
         }
     }
 
+    @Test("a chunked array keeps every element across chunk edges, and a copy is unchanged by later appends")
+    func chunkedArray() {
+        let size = ChunkedArray<Int>.chunkSize
+        var array = ChunkedArray<Int>()
+        array.reserveCapacity(3 * size)
+        for value in 0..<(2 * size + 3) { array.append(value * 7) }
+        #expect(array.count == 2 * size + 3)
+        for index in [0, 1, size - 1, size, size + 1, 2 * size - 1, 2 * size, 2 * size + 2] {
+            #expect(array[index] == index * 7, "element \(index)")
+        }
+        // A snapshot of the ledger shares the chunks; appending to one
+        // side leaves the other as it was.
+        let copy = array
+        array.append(-1)
+        for _ in 0..<size { array.append(-2) }
+        #expect(copy.count == 2 * size + 3)
+        #expect(copy[2 * size + 2] == (2 * size + 2) * 7)
+        #expect(array.count == 3 * size + 4)
+        #expect(array[2 * size + 3] == -1)
+        #expect(array[3 * size + 3] == -2)
+    }
+
     @Test("a transfer is a 48-byte record, so a million take 48 MB")
     func transferRecordSize() {
         #expect(MemoryLayout<TransferSlot>.stride == 48)

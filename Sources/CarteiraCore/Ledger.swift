@@ -767,6 +767,24 @@ package func decimalValue(_ digits: UnsafeBufferPointer<UInt8>) -> Int64? {
     return value
 }
 
+/// Writes `value`'s decimal digits, zero-padded to at least `width`, so
+/// that the last one is just before `end` in `buffer`, and returns where
+/// the first one is: the one digit writer of tx ids, the journal's numbers
+/// and times, and the answer to a `SEND`.
+@inlinable
+package func writeDecimal(
+    _ value: UInt64, width: Int = 1, endingAt end: Int, in buffer: UnsafeMutableRawBufferPointer
+) -> Int {
+    var rest = value
+    var start = end
+    repeat {
+        start -= 1
+        buffer[start] = UInt8(ascii: "0") + UInt8(truncatingIfNeeded: rest % 10)
+        rest /= 10
+    } while rest > 0 || end - start < width
+    return start
+}
+
 private func withBytes<R>(_ text: String, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
     var text = text
     return text.withUTF8(body)

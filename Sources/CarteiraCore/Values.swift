@@ -164,11 +164,7 @@ public struct TxID: Sendable, Hashable, Comparable, CustomStringConvertible {
         }
         self.text = String(unsafeUninitializedCapacity: 13) { bytes in
             bytes[0] = UInt8(ascii: "T")
-            var rest = seq
-            for index in stride(from: 12, through: 1, by: -1) {
-                bytes[index] = UInt8(ascii: "0") + UInt8(truncatingIfNeeded: rest % 10)
-                rest /= 10
-            }
+            _ = writeDecimal(UInt64(seq), width: 12, endingAt: 13, in: UnsafeMutableRawBufferPointer(bytes))
             return 13
         }
     }

@@ -79,16 +79,10 @@ public enum JournalEncoder {
     /// written from the end of a buffer on the stack and appended at once.
     static func appendInteger(_ value: Int64, to bytes: inout [UInt8]) {
         if value < 0 { bytes.append(UInt8(ascii: "-")) }
-        var magnitude = value.magnitude
         // Int64.min's magnitude has 19 digits: 24 bytes hold any of them.
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 24) { buffer in
-            var start = buffer.count
-            repeat {
-                start -= 1
-                buffer[start] = UInt8(ascii: "0") + UInt8(magnitude % 10)
-                magnitude /= 10
-            } while magnitude > 0
-            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[start...]))
+        withUnsafeTemporaryAllocation(byteCount: 24, alignment: 1) { buffer in
+            let start = writeDecimal(value.magnitude, endingAt: buffer.count, in: buffer)
+            bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[start...]))
         }
     }
 
@@ -99,15 +93,11 @@ public enum JournalEncoder {
         // Other years (24 bytes cannot hold them, so a reader refuses the
         // line) as `iso8601` writes them.
         guard (0...9999).contains(parts.year) else { return bytes.append(contentsOf: time.iso8601.utf8) }
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 24) { text in
+        withUnsafeTemporaryAllocation(byteCount: 24, alignment: 1) { text in
             // Each field's digits, zero-padded to `width`, then the byte after it.
             var end = 0
             func field(_ value: Int64, _ width: Int, then separator: Unicode.Scalar) {
-                var rest = value
-                for index in stride(from: end + width - 1, through: end, by: -1) {
-                    text[index] = UInt8(ascii: "0") + UInt8(rest % 10)
-                    rest /= 10
-                }
+                _ = writeDecimal(UInt64(value), width: width, endingAt: end + width, in: text)
                 text[end + width] = UInt8(ascii: separator)
                 end += width + 1
             }
@@ -118,7 +108,7 @@ public enum JournalEncoder {
             field(parts.minute, 2, then: ":")
             field(parts.second, 2, then: ".")
             field(parts.millisecond, 3, then: "Z")
-            bytes.append(contentsOf: UnsafeBufferPointer(text))
+            bytes.append(contentsOf: UnsafeRawBufferPointer(text))
         }
     }
 }

@@ -85,19 +85,10 @@ extension Response {
                 append(txBytes)
                 append(CollectionOfOne(UInt8(ascii: "|")))
                 if balance < 0 { append(CollectionOfOne(UInt8(ascii: "-"))) }
-                // The digits, written backwards from where the last one goes.
-                var magnitude = balance.magnitude
-                var digits = 1
-                while magnitude >= 10 {
-                    magnitude /= 10
-                    digits += 1
+                withUnsafeTemporaryAllocation(byteCount: 20, alignment: 1) { digits in
+                    let start = writeDecimal(balance.magnitude, endingAt: digits.count, in: digits)
+                    append(UnsafeRawBufferPointer(rebasing: digits[start...]))
                 }
-                magnitude = balance.magnitude
-                for index in stride(from: end + digits - 1, through: end, by: -1) {
-                    line[index] = UInt8(ascii: "0") + UInt8(magnitude % 10)
-                    magnitude /= 10
-                }
-                end += digits
                 if again { append("|again".utf8) }
                 append(CollectionOfOne(UInt8(ascii: "\n")))
                 return end

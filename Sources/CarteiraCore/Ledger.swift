@@ -190,13 +190,6 @@ public struct Ledger: Sendable {
     /// Every transfer, in journal order, read out as records.
     public var transfers: Transfers { Transfers(ledger: self) }
 
-    /// Makes room for `count` transfers (replay knows about how many from
-    /// the journal's size): the list of their chunks, each made when the
-    /// transfers reach it.
-    package mutating func reserveCapacity(transfers count: Int) {
-        transferSlots.reserveCapacity(count)
-    }
-
     /// Loads the table slots a transfer's `apply` will look up first, so
     /// that replay can start the cache misses of several lines at once
     /// (their loads are independent) before applying them one by one.

@@ -380,10 +380,4 @@ struct ChunkedArray<Element: Sendable>: Sendable {
         chunks[chunks.count - 1].append(element)
         count += 1
     }
-
-    /// Makes room in the list of chunks for `count` elements; the chunks
-    /// themselves are made as they fill.
-    mutating func reserveCapacity(_ count: Int) {
-        chunks.reserveCapacity((count + Self.chunkSize - 1) >> Self.chunkShift)
-    }
 }

@@ -99,9 +99,6 @@ enum JournalScanner {
         scan.fileExisted = true
         // Read no further than the size now: a live server may be appending.
         scan.fileSize = try Posix.size(descriptor, what: path)
-        // Transfer lines are about 200-250 bytes; room reserved beyond what
-        // is used is never touched, so it costs no resident memory.
-        scan.ledger.reserveCapacity(transfers: Int(scan.fileSize / 128))
 
         var reader = ChunkReader(
             descriptor: descriptor, path: path, fileSize: scan.fileSize, chunkBytes: chunkBytes)

@@ -80,7 +80,6 @@ struct CompactStateTests {
     func chunkedArray() {
         let size = ChunkedArray<Int>.chunkSize
         var array = ChunkedArray<Int>()
-        array.reserveCapacity(3 * size)
         for value in 0..<(2 * size + 3) { array.append(value * 7) }
         #expect(array.count == 2 * size + 3)
         for index in [0, 1, size - 1, size, size + 1, 2 * size - 1, 2 * size, 2 * size + 2] {

@@ -156,14 +156,117 @@ private func hexByte(_ nibble: UInt8) -> UInt8 {
     nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10
 }
 
+/// SipHash (Aumasson and Bernstein), the keyed hash Swift's `Hasher` uses,
+/// written out for the ledger's byte tables: `Hasher` spent as long setting
+/// itself up, buffering and finishing as hashing, for keys of 10-30 bytes
+/// hashed on every transfer replayed or sent.
+struct SipHash: Sendable {
+    let key: (UInt64, UInt64)
+    /// Message rounds per word and finishing rounds: 1 and 3 as `Hasher`;
+    /// the test checks 2 and 4 against the reference vectors.
+    let compressionRounds: Int
+    let finalizationRounds: Int
+
+    init(key: (UInt64, UInt64), compressionRounds: Int = 1, finalizationRounds: Int = 3) {
+        self.key = key
+        self.compressionRounds = compressionRounds
+        self.finalizationRounds = finalizationRounds
+    }
+
+    /// SipHash-1-3 under a key drawn once per process from `Hasher`, so it
+    /// is as secret, and as fixed under `SWIFT_DETERMINISTIC_HASHING`, as
+    /// `Hasher`'s own: the core draws no randomness of its own.
+    static let processKey: SipHash = {
+        func draw(_ label: UInt64) -> UInt64 {
+            var hasher = Hasher()
+            hasher.combine(label)
+            return UInt64(UInt(bitPattern: hasher.finalize()))
+        }
+        return SipHash(key: (draw(0x6361_7274_6569_7261), draw(0x6b65_795f_7461_626c)))
+    }()
+
+    /// The hash of `bytes`, after the 8 bytes of `prefix` when given.
+    func hash(_ bytes: UnsafeRawBufferPointer, prefix: UInt64? = nil) -> UInt64 {
+        var state = State(key: key)
+        var length = bytes.count
+        if let prefix {
+            state.compress(prefix, rounds: compressionRounds)
+            length += 8
+        }
+        var offset = 0
+        while bytes.count - offset >= 8 {
+            state.compress(
+                UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self)),
+                rounds: compressionRounds)
+            offset += 8
+        }
+        // The last 0-7 bytes, little-endian, under the length's low byte.
+        var last = UInt64(truncatingIfNeeded: length) << 56
+        for index in offset..<bytes.count {
+            last |= UInt64(bytes[index]) << UInt64(8 * (index - offset))
+        }
+        state.compress(last, rounds: compressionRounds)
+        return state.finish(rounds: finalizationRounds)
+    }
+
+    private struct State {
+        var v0: UInt64
+        var v1: UInt64
+        var v2: UInt64
+        var v3: UInt64
+
+        init(key: (UInt64, UInt64)) {
+            v0 = key.0 ^ 0x736f_6d65_7073_6575
+            v1 = key.1 ^ 0x646f_7261_6e64_6f6d
+            v2 = key.0 ^ 0x6c79_6765_6e65_7261
+            v3 = key.1 ^ 0x7465_6462_7974_6573
+        }
+
+        @inline(__always)
+        mutating func round() {
+            v0 &+= v1
+            v1 = v1.rotatedLeft(13) ^ v0
+            v0 = v0.rotatedLeft(32)
+            v2 &+= v3
+            v3 = v3.rotatedLeft(16) ^ v2
+            v0 &+= v3
+            v3 = v3.rotatedLeft(21) ^ v0
+            v2 &+= v1
+            v1 = v1.rotatedLeft(17) ^ v2
+            v2 = v2.rotatedLeft(32)
+        }
+
+        @inline(__always)
+        mutating func compress(_ word: UInt64, rounds: Int) {
+            v3 ^= word
+            for _ in 0..<rounds { round() }
+            v0 ^= word
+        }
+
+        mutating func finish(rounds: Int) -> UInt64 {
+            v2 ^= 0xFF
+            for _ in 0..<rounds { round() }
+            return v0 ^ v1 ^ v2 ^ v3
+        }
+    }
+}
+
+extension UInt64 {
+    @inline(__always)
+    fileprivate func rotatedLeft(_ count: UInt64) -> UInt64 {
+        self << count | self >> (64 - count)
+    }
+}
+
 /// Byte strings stored back to back in one arena, each with a `UInt32`
 /// value, found again by their bytes through an open-addressing table: a
 /// map from names (or request ids) to dense indices with no `String` and
 /// one arena instead of one allocation per entry.
 ///
-/// The hash is Swift's per-process seeded `Hasher`, so a client choosing
-/// request ids cannot force collisions; `seed` lets one table hold entries
-/// of several owners (a request id is only unique per machine).
+/// The hash is SipHash-1-3 under a per-process secret key (`SipHash`), as
+/// Swift's `Hasher`, so a client choosing names or request ids cannot force
+/// collisions; `seed` lets one table hold entries of several owners (a
+/// request id is only unique per machine).
 struct ByteTable: Sendable, Hashable {
     private struct Entry: Sendable, Hashable {
         /// Where its bytes start in `bytes`; they end where the next
@@ -182,10 +285,7 @@ struct ByteTable: Sendable, Hashable {
     var count: Int { entries.count }
 
     static func hash(_ key: UnsafeRawBufferPointer, seed: UInt32) -> UInt32 {
-        var hasher = Hasher()
-        hasher.combine(seed)
-        hasher.combine(bytes: key)
-        return UInt32(truncatingIfNeeded: hasher.finalize())
+        UInt32(truncatingIfNeeded: SipHash.processKey.hash(key, prefix: UInt64(seed)))
     }
 
     /// The value of the first entry with these bytes and hash for which
@@ -306,11 +406,63 @@ struct MachineSlot: Sendable, Hashable {
     var transferCount: Int32
 }
 
-/// Where `Ledger.keysByBits` points: a key's index in `Ledger.keySlots`
-/// and its owner's machine index.
-struct KeyRef: Sendable, Hashable {
-    var index: UInt32
-    var owner: UInt32
+/// Key bits → the key's index in `Ledger.keySlots`: an open-addressing
+/// table of `UInt64` slots, as `ByteTable`'s, whose entries are the key
+/// records themselves. A `[KeyBits: UInt32]` hashed every look-up with
+/// SipHash (`Hasher`): a tenth of `journal verify`'s time went to it.
+///
+/// A cheap multiplicative hash is safe here because only the server makes
+/// keys, from 122 random bits (`SecureRandom.key`): no client can choose
+/// keys that collide. A client only looks keys up, and a look-up's probes
+/// end at the first empty slot of a table at most half full.
+struct KeyTable: Sendable {
+    /// Per slot, 0 when empty, else the key's hash in the high 32 bits and
+    /// its index + 1 in the low 32. A power of two, at most half full.
+    private var slots: [UInt64] = Array(repeating: 0, count: 16)
+    private var count = 0
+
+    /// Odd, so each multiplication is a bijection on 64 bits.
+    static let highMultiplier: UInt64 = 0x9E37_79B9_7F4A_7C15
+    static let mixMultiplier: UInt64 = 0xBF58_476D_1CE4_E5B9
+
+    static func hash(_ key: KeyBits) -> UInt32 {
+        UInt32(truncatingIfNeeded: (((key.high &* highMultiplier) ^ key.low) &* mixMultiplier) >> 32)
+    }
+
+    /// The index of the key with these bits, given every key's record.
+    func find(_ key: KeyBits, in keys: [KeySlot]) -> UInt32? {
+        let hash = Self.hash(key)
+        return slots.withUnsafeBufferPointer { slots in
+            let mask = slots.count - 1
+            var slot = Int(hash) & mask
+            while true {
+                let stored = slots[slot]
+                if stored == 0 { return nil }
+                let index = Int(UInt32(truncatingIfNeeded: stored)) - 1
+                if UInt32(truncatingIfNeeded: stored >> 32) == hash, keys[index].bits == key { return UInt32(index) }
+                slot = (slot + 1) & mask
+            }
+        }
+    }
+
+    /// Adds the key at `index`; the caller has checked it is not there yet.
+    mutating func insert(_ key: KeyBits, index: UInt32) {
+        precondition(index < UInt32.max, "more keys than a dense index holds")
+        count += 1
+        if count * 2 > slots.count {
+            let old = slots
+            slots = Array(repeating: 0, count: old.count * 2)
+            for stored in old where stored != 0 { place(stored) }
+        }
+        place(UInt64(Self.hash(key)) << 32 | UInt64(index + 1))
+    }
+
+    private mutating func place(_ stored: UInt64) {
+        let mask = slots.count - 1
+        var slot = Int(stored >> 32) & mask
+        while slots[slot] != 0 { slot = (slot + 1) & mask }
+        slots[slot] = stored
+    }
 }
 
 /// One key ever issued.

@@ -97,6 +97,77 @@ struct CompactStateTests {
         #expect(array[3 * size + 3] == -2)
     }
 
+    @Test("SipHash gives the reference vectors (2-4) and CPython's hash of bytes (1-3), with and without a prefix")
+    func sipHash() {
+        // The reference implementation's vectors: key 00 01 … 0f, message
+        // 00 01 … of each length.
+        let reference = SipHash(
+            key: (0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908), compressionRounds: 2, finalizationRounds: 4)
+        let vectors: [UInt64] = [
+            0x726f_db47_dd0e_0e31, 0x74f8_39c5_93dc_67fd, 0x0d6c_8009_d9a9_4f5a, 0x8567_6696_d7fb_7e2d,
+            0xcf27_94e0_2771_87b7, 0x1876_5564_cd99_a68d, 0xcbc9_466e_58fe_e3ce, 0xab02_00f5_8b01_d137,
+            0x93f5_f579_9a93_2462, 0x9e00_82df_0ba9_e4b0,
+        ]
+        for (length, expected) in vectors.enumerated() {
+            let message = (0..<length).map { UInt8($0) }
+            #expect(message.withUnsafeBytes { reference.hash($0) } == expected, "length \(length)")
+        }
+        // CPython hashes bytes with SipHash-1-3, keyed with zeros under
+        // PYTHONHASHSEED=0: `hash(b"a") & (2**64 - 1)` and so on.
+        let zero = SipHash(key: (0, 0))
+        let python: [(String, UInt64)] = [
+            ("a", 0x4074_48d2_b89b_1813), ("abcdefg", 0x6db1_2aae_9070_f506), ("abcdefgh", 0x3f7b_849c_0b8e_35ea),
+            ("lg4473edbc7a-999", 0x97c0_27e6_b0d0_cd78),
+        ]
+        for (text, expected) in python {
+            #expect(Array(text.utf8).withUnsafeBytes { zero.hash($0) } == expected, "\(text)")
+        }
+        #expect((0..<63).map { UInt8($0) }.withUnsafeBytes { zero.hash($0) } == 0x385d_3e39_e5f3_7359)
+        // A prefix hashes as its 8 little-endian bytes before the message.
+        let prefix: UInt64 = 0x1122_3344_5566_7788
+        let joined = withUnsafeBytes(of: prefix.littleEndian) { Array($0) } + Array("request-7".utf8)
+        #expect(
+            Array("request-7".utf8).withUnsafeBytes { zero.hash($0, prefix: prefix) }
+                == joined.withUnsafeBytes { zero.hash($0) })
+    }
+
+    @Test("the key table finds every key it holds across its growth, even keys that share a hash, and no other")
+    func keyTable() {
+        var random = SplitMix64(seed: 11)
+        var keys: [KeySlot] = []
+        var table = KeyTable()
+        func add(_ bits: KeyBits) {
+            table.insert(bits, index: UInt32(keys.count))
+            keys.append(KeySlot(bits: bits, owner: UInt32(keys.count), expires: 0, replacedAt: .max))
+        }
+        // Random keys, as the server issues them; keys one bit apart; and
+        // keys built to share one hash, which the table tells apart by
+        // their bits.
+        for _ in 0..<3_000 { add(KeyBits(high: random.next(), low: random.next())) }
+        for bit in 0..<64 {
+            add(KeyBits(high: 1 << UInt64(bit), low: 0))
+            add(KeyBits(high: 0, low: 1 << UInt64(bit)))
+        }
+        // Twenty keys with one hash: products `mixMultiplier × x` that
+        // differ only in their low 32 bits, mapped back through the
+        // multiplier's inverse modulo 2^64.
+        var inverse = KeyTable.mixMultiplier
+        for _ in 0..<6 { inverse = inverse &* (2 &- KeyTable.mixMultiplier &* inverse) }
+        let sharing = (0..<UInt64(20)).map { high in
+            let mixed = (0xC0FF_EE00_0000_0000 as UInt64 + high) &* inverse
+            return KeyBits(high: high, low: mixed ^ (high &* KeyTable.highMultiplier))
+        }
+        #expect(Set(sharing.map(KeyTable.hash)).count == 1)
+        for key in sharing { add(key) }
+        for (index, key) in keys.enumerated() {
+            #expect(table.find(key.bits, in: keys) == UInt32(index), "key \(index)")
+        }
+        for _ in 0..<3_000 {
+            #expect(table.find(KeyBits(high: random.next(), low: random.next()), in: keys) == nil)
+        }
+        #expect(table.find(KeyBits(high: 20, low: sharing[0].low), in: keys) == nil)
+    }
+
     @Test("a transfer is a 48-byte record, so a million take 48 MB")
     func transferRecordSize() {
         #expect(MemoryLayout<TransferSlot>.stride == 48)

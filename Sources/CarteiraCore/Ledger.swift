@@ -165,8 +165,9 @@ public struct Ledger: Sendable {
     private var machinesByName = ByteTable()
     /// Every key ever issued.
     private var keySlots: [KeySlot] = []
-    /// Key bits → the key's index in `keySlots`.
-    private var keysByBits = KeyTable()
+    /// Key bits → the key's index in `keySlots` and its owner, so that a
+    /// transfer finds its payee without loading the key's record.
+    private var keysByBits: [KeyBits: KeyRef] = [:]
     /// Every transfer, in journal (so `seq`) order.
     private var transferSlots = ChunkedArray<TransferSlot>()
     /// Request id bytes, hashed with the payer's name hash
@@ -371,7 +372,7 @@ public struct Ledger: Sendable {
             guard machinesByName.find(UnsafeRawBufferPointer(machine), hash: nameHash) == nil else {
                 throw LedgerViolation("machine \(text(machine)) registered twice")
             }
-            guard !knows(key) else {
+            guard keysByBits[key] == nil else {
                 throw LedgerViolation("key \(key.paymentKey) issued twice")
             }
             guard balance >= 0 else {
@@ -404,11 +405,10 @@ public struct Ledger: Sendable {
             }
             // The key names its owner: when that is `to`, the name needs no
             // look-up of its own.
-            let keyIndex = keysByBits.find(key, in: keySlots)
-            let keyOwner = keyIndex.map { keySlots[Int($0)].owner }
+            let keyRef = keysByBits[key]
             let payee: UInt32
-            if let keyOwner, machinesByName.entryEquals(Int(keyOwner), UnsafeRawBufferPointer(to)) {
-                payee = keyOwner
+            if let keyRef, machinesByName.entryEquals(Int(keyRef.owner), UnsafeRawBufferPointer(to)) {
+                payee = keyRef.owner
             } else {
                 let payeeHash = event.hashes?.payee ?? TransferHashes.name(to)
                 guard let named = machinesByName.find(UnsafeRawBufferPointer(to), hash: payeeHash) else {
@@ -418,7 +418,7 @@ public struct Ledger: Sendable {
             }
             guard sender != payee else { throw LedgerViolation("transfer to itself") }
             guard amount > 0 else { throw LedgerViolation("amount not positive") }
-            guard let keyIndex, keyOwner == payee else {
+            guard let keyRef, keyRef.owner == payee else {
                 throw LedgerViolation("key \(key.paymentKey) was never \(text(to))'s")
             }
             // A tx is its transfer's seq (`TxID(seq:)`), which is why the
@@ -451,14 +451,14 @@ public struct Ledger: Sendable {
             }
             addTransfer(
                 seq: event.seq, at: event.at, amount: amount, from: (sender, senderAfter), to: (payee, payeeAfter),
-                key: keyIndex, requestID: requestID, requestHash: requestHash)
+                key: keyRef.index, requestID: requestID, requestHash: requestHash)
 
         case let .keyRotated(machine, key, expires, _):
             guard lastSeq >= 0 else { throw LedgerViolation("event before the genesis line") }
             guard let index = machineIndex(ofBytes: machine) else {
                 throw LedgerViolation("key rotation for unknown machine \(text(machine))")
             }
-            guard !knows(key) else { throw LedgerViolation("key \(key.paymentKey) issued twice") }
+            guard keysByBits[key] == nil else { throw LedgerViolation("key \(key.paymentKey) issued twice") }
             keySlots[Int(machineSlots[Int(index)].key)].replacedAt = event.at
             machineSlots[Int(index)].key = addKey(key, owner: index, expires: expires)
             machineSlots[Int(index)].keyExpires = expires
@@ -516,7 +516,7 @@ public struct Ledger: Sendable {
     private mutating func addKey(_ key: KeyBits, owner: UInt32, expires: Int64) -> UInt32 {
         let index = UInt32(keySlots.count)
         keySlots.append(KeySlot(bits: key, owner: owner, expires: expires, replacedAt: Int64.max))
-        keysByBits.insert(key, index: index)
+        keysByBits[key] = KeyRef(index: index, owner: owner)
         return index
     }
 
@@ -561,7 +561,7 @@ public struct Ledger: Sendable {
 
     /// The index in `keySlots` of the key `keyText`, if it is payable at `now`.
     private func keyIndex(ofKey keyText: String, at now: Timestamp) -> Result<UInt32, Rejection> {
-        guard let bits = keyBits(keyText), let index = keysByBits.find(bits, in: keySlots) else {
+        guard let bits = keyBits(keyText), let index = keysByBits[bits]?.index else {
             return .failure(Rejection(.unknownKey, "no machine has that key"))
         }
         if now > Timestamp(milliseconds: keySlots[Int(index)].stoppedAt).adding(seconds: policy.graceSeconds) {
@@ -667,9 +667,7 @@ public struct Ledger: Sendable {
     }
 
     /// True when `key` was ever issued.
-    public func knowsKey(_ key: PaymentKey) -> Bool { knows(KeyBits(key)) }
-
-    private func knows(_ key: KeyBits) -> Bool { keysByBits.find(key, in: keySlots) != nil }
+    public func knowsKey(_ key: PaymentKey) -> Bool { keysByBits[KeyBits(key)] != nil }
 
     /// Checks the invariants: money conserved, nothing negative. For tests
     /// and `verify`; O(machines).

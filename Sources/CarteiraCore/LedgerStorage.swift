@@ -406,63 +406,11 @@ struct MachineSlot: Sendable, Hashable {
     var transferCount: Int32
 }
 
-/// Key bits → the key's index in `Ledger.keySlots`: an open-addressing
-/// table of `UInt64` slots, as `ByteTable`'s, whose entries are the key
-/// records themselves. A `[KeyBits: UInt32]` hashed every look-up with
-/// SipHash (`Hasher`): a tenth of `journal verify`'s time went to it.
-///
-/// A cheap multiplicative hash is safe here because only the server makes
-/// keys, from 122 random bits (`SecureRandom.key`): no client can choose
-/// keys that collide. A client only looks keys up, and a look-up's probes
-/// end at the first empty slot of a table at most half full.
-struct KeyTable: Sendable {
-    /// Per slot, 0 when empty, else the key's hash in the high 32 bits and
-    /// its index + 1 in the low 32. A power of two, at most half full.
-    private var slots: [UInt64] = Array(repeating: 0, count: 16)
-    private var count = 0
-
-    /// Odd, so each multiplication is a bijection on 64 bits.
-    static let highMultiplier: UInt64 = 0x9E37_79B9_7F4A_7C15
-    static let mixMultiplier: UInt64 = 0xBF58_476D_1CE4_E5B9
-
-    static func hash(_ key: KeyBits) -> UInt32 {
-        UInt32(truncatingIfNeeded: (((key.high &* highMultiplier) ^ key.low) &* mixMultiplier) >> 32)
-    }
-
-    /// The index of the key with these bits, given every key's record.
-    func find(_ key: KeyBits, in keys: [KeySlot]) -> UInt32? {
-        let hash = Self.hash(key)
-        return slots.withUnsafeBufferPointer { slots in
-            let mask = slots.count - 1
-            var slot = Int(hash) & mask
-            while true {
-                let stored = slots[slot]
-                if stored == 0 { return nil }
-                let index = Int(UInt32(truncatingIfNeeded: stored)) - 1
-                if UInt32(truncatingIfNeeded: stored >> 32) == hash, keys[index].bits == key { return UInt32(index) }
-                slot = (slot + 1) & mask
-            }
-        }
-    }
-
-    /// Adds the key at `index`; the caller has checked it is not there yet.
-    mutating func insert(_ key: KeyBits, index: UInt32) {
-        precondition(index < UInt32.max, "more keys than a dense index holds")
-        count += 1
-        if count * 2 > slots.count {
-            let old = slots
-            slots = Array(repeating: 0, count: old.count * 2)
-            for stored in old where stored != 0 { place(stored) }
-        }
-        place(UInt64(Self.hash(key)) << 32 | UInt64(index + 1))
-    }
-
-    private mutating func place(_ stored: UInt64) {
-        let mask = slots.count - 1
-        var slot = Int(stored >> 32) & mask
-        while slots[slot] != 0 { slot = (slot + 1) & mask }
-        slots[slot] = stored
-    }
+/// Where `Ledger.keysByBits` points: a key's index in `Ledger.keySlots`
+/// and its owner's machine index.
+struct KeyRef: Sendable, Hashable {
+    var index: UInt32
+    var owner: UInt32
 }
 
 /// One key ever issued.

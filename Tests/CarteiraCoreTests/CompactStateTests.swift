@@ -131,43 +131,6 @@ struct CompactStateTests {
                 == joined.withUnsafeBytes { zero.hash($0) })
     }
 
-    @Test("the key table finds every key it holds across its growth, even keys that share a hash, and no other")
-    func keyTable() {
-        var random = SplitMix64(seed: 11)
-        var keys: [KeySlot] = []
-        var table = KeyTable()
-        func add(_ bits: KeyBits) {
-            table.insert(bits, index: UInt32(keys.count))
-            keys.append(KeySlot(bits: bits, owner: UInt32(keys.count), expires: 0, replacedAt: .max))
-        }
-        // Random keys, as the server issues them; keys one bit apart; and
-        // keys built to share one hash, which the table tells apart by
-        // their bits.
-        for _ in 0..<3_000 { add(KeyBits(high: random.next(), low: random.next())) }
-        for bit in 0..<64 {
-            add(KeyBits(high: 1 << UInt64(bit), low: 0))
-            add(KeyBits(high: 0, low: 1 << UInt64(bit)))
-        }
-        // Twenty keys with one hash: products `mixMultiplier × x` that
-        // differ only in their low 32 bits, mapped back through the
-        // multiplier's inverse modulo 2^64.
-        var inverse = KeyTable.mixMultiplier
-        for _ in 0..<6 { inverse = inverse &* (2 &- KeyTable.mixMultiplier &* inverse) }
-        let sharing = (0..<UInt64(20)).map { high in
-            let mixed = (0xC0FF_EE00_0000_0000 as UInt64 + high) &* inverse
-            return KeyBits(high: high, low: mixed ^ (high &* KeyTable.highMultiplier))
-        }
-        #expect(Set(sharing.map(KeyTable.hash)).count == 1)
-        for key in sharing { add(key) }
-        for (index, key) in keys.enumerated() {
-            #expect(table.find(key.bits, in: keys) == UInt32(index), "key \(index)")
-        }
-        for _ in 0..<3_000 {
-            #expect(table.find(KeyBits(high: random.next(), low: random.next()), in: keys) == nil)
-        }
-        #expect(table.find(KeyBits(high: 20, low: sharing[0].low), in: keys) == nil)
-    }
-
     @Test("a transfer is a 48-byte record, so a million take 48 MB")
     func transferRecordSize() {
         #expect(MemoryLayout<TransferSlot>.stride == 48)

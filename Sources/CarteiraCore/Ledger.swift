@@ -256,7 +256,7 @@ public struct Ledger: Sendable {
             return .reject(Rejection(.badAmount, "amount must be greater than zero"))
         }
         // The payer's name hash also seeds its request ids' (`TransferHashes`).
-        let (payerHash, payer) = withBytes(from.text) { name in
+        let (payerHash, payer) = from.withUTF8 { name in
             let hash = TransferHashes.name(name)
             return (hash, machinesByName.find(UnsafeRawBufferPointer(name), hash: hash))
         }
@@ -289,10 +289,9 @@ public struct Ledger: Sendable {
         guard balance >= amount else {
             return .reject(Rejection(.insufficientFunds, "balance \(balance.brl) is below \(amount.brl)"))
         }
-        // The key resolved, so it parses.
-        guard let paymentKey = PaymentKey(keyText) else { return .reject(Rejection(.unknownKey, "no such key")) }
         let transfer = Event.Transfer(
-            tx: TxID(seq: seq), from: from, to: machineSlots[Int(payee)].name, key: paymentKey, amount: amount,
+            tx: TxID(seq: seq), from: from, to: machineSlots[Int(payee)].name, key: keySlots[Int(key)].bits.paymentKey,
+            amount: amount,
             requestID: requestID)
         return .accept(
             AcceptedTransfer(
@@ -312,7 +311,7 @@ public struct Ledger: Sendable {
         case .genesis:
             failure = applying(EventBytes(seq: seq, at: at, kind: .genesis))
         case let .registered(r):
-            withBytes(r.machine.text) { machine in
+            r.machine.withUTF8 { machine in
                 failure = applying(
                     EventBytes(
                         seq: seq, at: at,
@@ -322,8 +321,8 @@ public struct Ledger: Sendable {
             }
         case let .transfer(t):
             withBytes(t.tx.text) { tx in
-                withBytes(t.from.text) { from in
-                    withBytes(t.to.text) { to in
+                t.from.withUTF8 { from in
+                    t.to.withUTF8 { to in
                         withBytes(t.requestID?.text) { requestID in
                             failure = applying(
                                 EventBytes(
@@ -336,7 +335,7 @@ public struct Ledger: Sendable {
                 }
             }
         case let .keyRotated(k):
-            withBytes(k.machine.text) { machine in
+            k.machine.withUTF8 { machine in
                 failure = applying(
                     EventBytes(
                         seq: seq, at: at,
@@ -528,7 +527,7 @@ public struct Ledger: Sendable {
     // MARK: Looking up
 
     private func machineIndex(of name: MachineName) -> UInt32? {
-        withBytes(name.text) { machineIndex(ofBytes: $0) }
+        name.withUTF8 { machineIndex(ofBytes: $0) }
     }
 
     private func machineIndex(ofBytes name: UnsafeBufferPointer<UInt8>) -> UInt32? {

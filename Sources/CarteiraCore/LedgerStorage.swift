@@ -42,25 +42,28 @@ package struct KeyBits: Sendable, Hashable {
     }
 
     package init(_ key: PaymentKey) {
-        var text = key.text
-        let bits = text.withUTF8 { KeyBits($0, foldingCase: false) }
-        guard let bits else { preconditionFailure("a PaymentKey holds a lower-case UUID v4") }
-        self = bits
+        self = key.bits
     }
 
-    /// The key as `PaymentKey` writes it.
-    package var paymentKey: PaymentKey {
-        var bytes = [UInt8](repeating: UInt8(ascii: "-"), count: 36)
-        var position = 0
-        for nibbleIndex in 0..<32 {
-            if position == 8 || position == 13 || position == 18 || position == 23 { position += 1 }
-            let word = nibbleIndex < 16 ? high : low
-            let shift = UInt64(60 - 4 * (nibbleIndex % 16))
-            bytes[position] = hexByte(UInt8(truncatingIfNeeded: word >> shift) & 0x0F)
-            position += 1
+    package var paymentKey: PaymentKey { PaymentKey(bits: self) }
+
+    /// Calls `body` with the key's 36 bytes of text as `PaymentKey` writes
+    /// it, lower case, valid during the call only.
+    package func withText<R>(_ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R {
+        try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 36) { text in
+            var position = 0
+            for nibbleIndex in 0..<32 {
+                if position == 8 || position == 13 || position == 18 || position == 23 {
+                    text[position] = hyphen
+                    position += 1
+                }
+                let word = nibbleIndex < 16 ? high : low
+                let shift = UInt64(60 - 4 * (nibbleIndex % 16))
+                text[position] = hexByte(UInt8(truncatingIfNeeded: word >> shift) & 0x0F)
+                position += 1
+            }
+            return try body(UnsafeBufferPointer(text))
         }
-        // Bits parsed from a UUID v4 format back to one.
-        return PaymentKey(checkedText: String(decoding: bytes, as: UTF8.self))
     }
 }
 

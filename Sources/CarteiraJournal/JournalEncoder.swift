@@ -38,8 +38,8 @@ public enum JournalEncoder {
             bytes.append(contentsOf: JournalCodec.formatVersion.utf8)
         case let .registered(r):
             bytes.append(contentsOf: "registered".utf8)
-            field("machine=", r.machine.text, to: &bytes)
-            field("key=", r.key.text, to: &bytes)
+            field("machine=", r.machine, to: &bytes)
+            field("key=", r.key, to: &bytes)
             field("expires=", to: &bytes)
             appendTime(r.expires, to: &bytes)
             field("token=", r.tokenDigest.text, to: &bytes)
@@ -48,16 +48,16 @@ public enum JournalEncoder {
         case let .transfer(t):
             bytes.append(contentsOf: "transfer".utf8)
             field("tx=", t.tx.text, to: &bytes)
-            field("from=", t.from.text, to: &bytes)
-            field("to=", t.to.text, to: &bytes)
-            field("key=", t.key.text, to: &bytes)
+            field("from=", t.from, to: &bytes)
+            field("to=", t.to, to: &bytes)
+            field("key=", t.key, to: &bytes)
             field("amount=", to: &bytes)
             appendInteger(t.amount.value, to: &bytes)
             field("req=", t.requestID?.text ?? "-", to: &bytes)
         case let .keyRotated(k):
             bytes.append(contentsOf: "key_rotated".utf8)
-            field("machine=", k.machine.text, to: &bytes)
-            field("key=", k.key.text, to: &bytes)
+            field("machine=", k.machine, to: &bytes)
+            field("key=", k.key, to: &bytes)
             field("expires=", to: &bytes)
             appendTime(k.expires, to: &bytes)
             field("reason=", k.reason.rawValue, to: &bytes)
@@ -67,6 +67,16 @@ public enum JournalEncoder {
     private static func field(_ name: StaticString, to bytes: inout [UInt8], first: Bool = false) {
         if !first { bytes.append(UInt8(ascii: " ")) }
         bytes.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+    }
+
+    private static func field(_ name: StaticString, _ machine: MachineName, to bytes: inout [UInt8]) {
+        field(name, to: &bytes)
+        machine.withUTF8 { bytes.append(contentsOf: $0) }
+    }
+
+    private static func field(_ name: StaticString, _ key: PaymentKey, to bytes: inout [UInt8]) {
+        field(name, to: &bytes)
+        key.bits.withText { bytes.append(contentsOf: $0) }
     }
 
     private static func field(_ name: StaticString, _ value: String, to bytes: inout [UInt8]) {

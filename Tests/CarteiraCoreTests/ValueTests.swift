@@ -19,6 +19,42 @@ struct ValueTests {
         #expect(MachineName(text)?.text == (valid ? text : nil))
     }
 
+    @Test("names keep their bytes inline: equal, hashed and ordered as their text, from text, a substring or bytes")
+    func machineNameStorage() throws {
+        var random = SplitMix64(seed: 9)
+        let alphabet = Array("ABCXYZabcxyz0189._-".utf8)
+        var texts = [
+            "a", "a.", "a-", "b", "aa", String(repeating: "z", count: 63) + "a", String(repeating: "z", count: 64),
+        ]
+        for length in 1...64 {
+            for _ in 0..<4 {
+                let bytes = (0..<length).map { _ in alphabet[Int(random.next() % UInt64(alphabet.count))] }
+                texts.append(String(decoding: bytes, as: UTF8.self))
+            }
+        }
+        let names = texts.compactMap { text in MachineName(text).map { (text, $0) } }
+        #expect(names.count == texts.count)
+        for (text, name) in names {
+            #expect(name.text == text)
+            #expect(name.description == text)
+            #expect(name.withUTF8 { Array($0) } == Array(text.utf8))
+            #expect(MachineName(text.dropFirst(0)) == name)
+            #expect(Array(text.utf8).withUnsafeBufferPointer { MachineName(utf8: $0) } == name)
+        }
+        for (leftText, left) in names.prefix(90) {
+            for (rightText, right) in names.suffix(90) {
+                #expect((left == right) == (leftText == rightText), "\(leftText) \(rightText)")
+                #expect((left < right) == (leftText < rightText), "\(leftText) \(rightText)")
+                if left == right { #expect(left.hashValue == right.hashValue) }
+            }
+        }
+        #expect(Set(names.map(\.1)).count == Set(texts).count)
+        // Bytes are checked as text is.
+        for bad in ["", "a b", String(repeating: "x", count: 65), "a|b"] {
+            #expect(Array(bad.utf8).withUnsafeBufferPointer { MachineName(utf8: $0) } == nil, "\(bad)")
+        }
+    }
+
     @Test(
         "payment keys are lower-case UUID version 4 with an RFC 4122 variant",
         arguments: [
@@ -40,6 +76,9 @@ struct ValueTests {
         ] as [(String, Bool)])
     func paymentKeys(text: String, valid: Bool) {
         #expect(PaymentKey(text)?.text == (valid ? text : nil))
+        // A key read out of a longer line, as the server's parser cuts it.
+        #expect(
+            PaymentKey("SEND|\(text)|1,00".split(separator: "|").dropFirst().first ?? "")?.text == (valid ? text : nil))
     }
 
     @Test("an upper-case key is folded to lower case and equals the lower-case key")

@@ -44,6 +44,8 @@ public enum TransferDecision: Sendable {
 /// parties, key and request id are in the state that decided it.
 public struct AcceptedTransfer: Sendable {
     public let event: Event
+    /// The event's tx, for the answer and the push.
+    public let tx: TxID
     /// The machine paid.
     public let payee: MachineID
     fileprivate let payer: UInt32
@@ -289,13 +291,14 @@ public struct Ledger: Sendable {
         guard balance >= amount else {
             return .reject(Rejection(.insufficientFunds, "balance \(balance.brl) is below \(amount.brl)"))
         }
+        let tx = TxID(seq: seq)
         let transfer = Event.Transfer(
-            tx: TxID(seq: seq), from: from, to: machineSlots[Int(payee)].name, key: keySlots[Int(key)].bits.paymentKey,
+            tx: tx, from: from, to: machineSlots[Int(payee)].name, key: keySlots[Int(key)].bits.paymentKey,
             amount: amount,
             requestID: requestID)
         return .accept(
             AcceptedTransfer(
-                event: Event(seq: seq, at: now, kind: .transfer(transfer)), payee: MachineID(index: payee),
+                event: Event(seq: seq, at: now, kind: .transfer(transfer)), tx: tx, payee: MachineID(index: payee),
                 payer: sender, key: key, amount: amount.value, requestID: requestID, requestHash: requestHash))
     }
 

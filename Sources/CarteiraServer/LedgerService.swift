@@ -309,7 +309,7 @@ public final class LedgerService: Sendable {
                     return answer(.error(ServingState.journalUnavailable))
                 }
                 let balances = state.ledger.apply(accepted)
-                let tx = TxID(seq: accepted.event.seq)
+                let tx = accepted.tx
                 var result = answer(.sent(tx: tx, balance: balances.payer, again: false))
                 collectPushes(
                     .received(tx: tx, from: sender, amount: amount, balance: balances.payee), to: accepted.payee,

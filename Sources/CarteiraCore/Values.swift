@@ -38,8 +38,8 @@ func isLowerHex(_ byte: UInt8) -> Bool {
 /// machines, and the server makes one event a transfer on the event loop
 /// and drops it on the journal thread. With strings, each copy retained a
 /// heap object that the other thread then released, moving its cache line
-/// between the cores; a test build that put immortal strings in every
-/// event instead answered 8-12 % more transfers a second.
+/// between the cores. Without them the server spends 4-13 % less CPU a
+/// transfer (docs/benchmarks.md, 2026-12-07).
 public struct MachineName: Sendable, Hashable, Comparable, CustomStringConvertible {
     /// The bytes, little-endian in eight words, zero past `count`.
     private var words: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)

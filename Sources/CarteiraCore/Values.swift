@@ -117,16 +117,13 @@ public struct PaymentKey: Sendable, Hashable, CustomStringConvertible {
     /// case, so a key pasted from a tool that upper-cases UUIDs still works.
     /// Read as `KeyBits` reads a key, eight digits at a time.
     public init?(_ text: some StringProtocol) {
-        let parsed = text.utf8.withContiguousStorageIfAvailable { KeyBits($0, foldingCase: true) }
-        if let parsed {
-            guard let parsed else { return nil }
-            self.bits = parsed
-        } else {
-            guard let bits = Array(text.utf8).withUnsafeBufferPointer({ KeyBits($0, foldingCase: true) }) else {
-                return nil
-            }
-            self.bits = bits
-        }
+        // Read in place when the text is contiguous UTF-8, as native
+        // strings and their substrings are; copied out otherwise.
+        let bits =
+            text.utf8.withContiguousStorageIfAvailable { KeyBits($0, foldingCase: true) }
+            ?? Array(text.utf8).withUnsafeBufferPointer { KeyBits($0, foldingCase: true) }
+        guard let bits else { return nil }
+        self.bits = bits
     }
 
     package init(bits: KeyBits) {

@@ -47,23 +47,34 @@ package struct KeyBits: Sendable, Hashable {
 
     package var paymentKey: PaymentKey { PaymentKey(bits: self) }
 
-    /// Calls `body` with the key's 36 bytes of text as `PaymentKey` writes
-    /// it, lower case, valid during the call only.
-    package func withText<R>(_ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R {
-        try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 36) { text in
-            var position = 0
-            for nibbleIndex in 0..<32 {
-                if position == 8 || position == 13 || position == 18 || position == 23 {
-                    text[position] = hyphen
-                    position += 1
-                }
-                let word = nibbleIndex < 16 ? high : low
-                let shift = UInt64(60 - 4 * (nibbleIndex % 16))
-                text[position] = hexByte(UInt8(truncatingIfNeeded: word >> shift) & 0x0F)
-                position += 1
-            }
-            return try body(UnsafeBufferPointer(text))
+    /// Appends the key's 36 bytes of text as `PaymentKey` writes it, lower
+    /// case: the journal encoder's path, eight digits at a time.
+    package func appendText(to bytes: inout [UInt8]) {
+        let (first, second) = (Self.hexText(high >> 32), Self.hexText(high & 0xFFFF_FFFF))
+        let (third, fourth) = (Self.hexText(low >> 32), Self.hexText(low & 0xFFFF_FFFF))
+        withUnsafeTemporaryAllocation(byteCount: 36, alignment: 8) { text in
+            // 8-4-4-4-12: each word's first digit is its lowest byte.
+            text.storeBytes(of: first, toByteOffset: 0, as: UInt64.self)
+            text.storeBytes(of: UInt32(truncatingIfNeeded: second), toByteOffset: 9, as: UInt32.self)
+            text.storeBytes(of: UInt32(truncatingIfNeeded: second >> 32), toByteOffset: 14, as: UInt32.self)
+            text.storeBytes(of: UInt32(truncatingIfNeeded: third), toByteOffset: 19, as: UInt32.self)
+            text.storeBytes(of: UInt32(truncatingIfNeeded: third >> 32), toByteOffset: 24, as: UInt32.self)
+            text.storeBytes(of: fourth, toByteOffset: 28, as: UInt64.self)
+            for position in [8, 13, 18, 23] { text[position] = hyphen }
+            bytes.append(contentsOf: UnsafeRawBufferPointer(text))
         }
+    }
+
+    /// The eight lower-case hex digits of the low 32 bits of `value`, as
+    /// little-endian bytes: the most significant digit in the lowest byte.
+    private static func hexText(_ value: UInt64) -> UInt64 {
+        // One nibble a byte, most significant in the highest byte…
+        var spread = (value | value << 16) & 0x0000_FFFF_0000_FFFF
+        spread = (spread | spread << 8) & 0x00FF_00FF_00FF_00FF
+        spread = (spread | spread << 4) & 0x0F0F_0F0F_0F0F_0F0F
+        // …then '0'-'9' or 'a'-'f' in every byte at once, first digit first.
+        let letters = ((spread &+ 0x0606_0606_0606_0606) & 0x1010_1010_1010_1010) >> 4
+        return (spread &+ 0x3030_3030_3030_3030 &+ letters &* 0x27).byteSwapped.littleEndian
     }
 }
 

@@ -85,6 +85,12 @@ public struct MachineName: Sendable, Hashable, Comparable, CustomStringConvertib
         }
     }
 
+    /// Appends the name's bytes: the journal encoder's path, with no
+    /// closure to specialize across modules.
+    package func appendUTF8(to bytes: inout [UInt8]) {
+        withUnsafeBytes(of: words) { stored in bytes.append(contentsOf: stored[..<Int(count)]) }
+    }
+
     /// The name as a `String` (made on each call).
     public var text: String { withUTF8 { String(decoding: $0, as: UTF8.self) } }
 
@@ -143,7 +149,10 @@ public struct PaymentKey: Sendable, Hashable, CustomStringConvertible {
 
     /// The key as text, lower case (made on each call).
     public var text: String {
-        bits.withText { String(decoding: $0, as: UTF8.self) }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(36)
+        bits.appendText(to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     public var description: String { text }

@@ -71,12 +71,12 @@ public enum JournalEncoder {
 
     private static func field(_ name: StaticString, _ machine: MachineName, to bytes: inout [UInt8]) {
         field(name, to: &bytes)
-        machine.withUTF8 { bytes.append(contentsOf: $0) }
+        machine.appendUTF8(to: &bytes)
     }
 
     private static func field(_ name: StaticString, _ key: PaymentKey, to bytes: inout [UInt8]) {
         field(name, to: &bytes)
-        key.bits.withText { bytes.append(contentsOf: $0) }
+        key.bits.appendText(to: &bytes)
     }
 
     private static func field(_ name: StaticString, _ value: String, to bytes: inout [UInt8]) {

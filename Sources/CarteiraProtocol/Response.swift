@@ -67,32 +67,44 @@ public enum Response: Sendable, Hashable {
 }
 
 extension Response {
-    /// `OK|<tx>|<cents>[|again]\n`, the answer to every `SEND`: written in
-    /// one pass into one string, as interpolation would write it in five.
-    private static func sentLine(tx: TxID, balance: Int64, again: Bool) -> String {
-        var tx = tx.text
-        return tx.withUTF8 { txBytes in
-            // `OK|`, `|`, a sign and 19 digits, `|again`, `\n`.
-            String(unsafeUninitializedCapacity: txBytes.count + 31) { line in
-                var end = 0
-                func append(_ bytes: some Collection<UInt8>) {
-                    for byte in bytes {
-                        line[end] = byte
-                        end += 1
-                    }
+    /// The most bytes `writeSentLine` writes for a tx of `txBytes` bytes:
+    /// `OK|`, `|`, a sign and 19 digits, `|again`, `\n`.
+    public static func sentLineCapacity(txBytes: Int) -> Int { txBytes + 31 }
+
+    /// `OK|<tx>|<cents>[|again]\n`, the answer to every `SEND`, written in
+    /// one pass into `line` (at least `sentLineCapacity` bytes); returns
+    /// how many bytes it wrote. The server writes it straight into the
+    /// connection's output; `wire` makes a string of it.
+    public static func writeSentLine(
+        tx: TxID, balance: Int64, again: Bool, into line: UnsafeMutableRawBufferPointer
+    ) -> Int {
+        var txText = tx.text
+        return txText.withUTF8 { txBytes in
+            precondition(line.count >= sentLineCapacity(txBytes: txBytes.count), "room for a SEND answer")
+            var end = 0
+            func append(_ bytes: some Collection<UInt8>) {
+                for byte in bytes {
+                    line[end] = byte
+                    end += 1
                 }
-                append("OK|".utf8)
-                append(txBytes)
-                append(CollectionOfOne(UInt8(ascii: "|")))
-                if balance < 0 { append(CollectionOfOne(UInt8(ascii: "-"))) }
-                withUnsafeTemporaryAllocation(byteCount: 20, alignment: 1) { digits in
-                    let start = writeDecimal(balance.magnitude, endingAt: digits.count, in: digits)
-                    append(UnsafeRawBufferPointer(rebasing: digits[start...]))
-                }
-                if again { append("|again".utf8) }
-                append(CollectionOfOne(UInt8(ascii: "\n")))
-                return end
             }
+            append("OK|".utf8)
+            append(txBytes)
+            append(CollectionOfOne(UInt8(ascii: "|")))
+            if balance < 0 { append(CollectionOfOne(UInt8(ascii: "-"))) }
+            withUnsafeTemporaryAllocation(byteCount: 20, alignment: 1) { digits in
+                let start = writeDecimal(balance.magnitude, endingAt: digits.count, in: digits)
+                append(UnsafeRawBufferPointer(rebasing: digits[start...]))
+            }
+            if again { append("|again".utf8) }
+            append(CollectionOfOne(UInt8(ascii: "\n")))
+            return end
+        }
+    }
+
+    private static func sentLine(tx: TxID, balance: Int64, again: Bool) -> String {
+        String(unsafeUninitializedCapacity: sentLineCapacity(txBytes: tx.text.utf8.count)) { line in
+            writeSentLine(tx: tx, balance: balance, again: again, into: UnsafeMutableRawBufferPointer(line))
         }
     }
 }

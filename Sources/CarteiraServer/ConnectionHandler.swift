@@ -319,7 +319,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         }
         // Counted before the answer can be written.
         core.metrics?.request(try? parsed?.get(), answered: response)
-        enqueue(Outgoing(text: response.wire, kind: kind, durableThrough: durableThrough))
+        enqueue(Outgoing(response, kind: kind, durableThrough: durableThrough))
         return true
     }
 
@@ -415,10 +415,23 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private let unavailable = Response.error(ServingState.journalUnavailable).wire
 
     private func write(_ item: Outgoing) {
-        appendOutput(item.text)
+        switch item.body {
+        case let .text(text): appendOutput(text)
+        case let .sent(tx, balance, again): appendSentLine(tx: tx, balance: balance, again: again)
+        }
         if item.kind == .final {
             closeAfterOutput = true
             queue.removeAll()
+        }
+    }
+
+    private func appendSentLine(tx: TxID, balance: Int64, again: Bool) {
+        let capacity = Response.sentLineCapacity(txBytes: tx.text.utf8.count)
+        if output == nil, let context {
+            output = context.channel.allocator.buffer(capacity: max(64, capacity))
+        }
+        output?.writeWithUnsafeMutableBytes(minimumWritableBytes: capacity) { bytes in
+            Response.writeSentLine(tx: tx, balance: balance, again: again, into: bytes)
         }
     }
 

@@ -47,12 +47,30 @@ public struct Outgoing: Sendable {
         case final
     }
 
-    public var text: String
+    /// What is written: a line of text, or a `SEND`'s answer kept as its
+    /// parts and written straight into the output, so the commonest answer
+    /// costs no string.
+    public enum Body: Sendable {
+        case text(String)
+        case sent(tx: TxID, balance: Int64, again: Bool)
+    }
+
+    public var body: Body
     public var kind: Kind
     public var durableThrough: Int64
 
     public init(text: String, kind: Kind, durableThrough: Int64) {
-        self.text = text
+        self.body = .text(text)
+        self.kind = kind
+        self.durableThrough = durableThrough
+    }
+
+    public init(_ response: Response, kind: Kind, durableThrough: Int64) {
+        if case let .sent(tx, balance, again) = response {
+            self.body = .sent(tx: tx, balance: balance.value, again: again)
+        } else {
+            self.body = .text(response.wire)
+        }
         self.kind = kind
         self.durableThrough = durableThrough
     }

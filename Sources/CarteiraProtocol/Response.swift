@@ -81,24 +81,34 @@ extension Response {
         var txText = tx.text
         return txText.withUTF8 { txBytes in
             precondition(line.count >= sentLineCapacity(txBytes: txBytes.count), "room for a SEND answer")
-            var end = 0
-            func append(_ bytes: some Collection<UInt8>) {
-                for byte in bytes {
+            // Straight-line stores: a nested function appending through a
+            // captured index made every byte a checked access.
+            line[0] = UInt8(ascii: "O")
+            line[1] = UInt8(ascii: "K")
+            line[2] = UInt8(ascii: "|")
+            UnsafeMutableRawBufferPointer(rebasing: line[3...]).copyMemory(from: UnsafeRawBufferPointer(txBytes))
+            var end = 3 + txBytes.count
+            line[end] = UInt8(ascii: "|")
+            end += 1
+            if balance < 0 {
+                line[end] = UInt8(ascii: "-")
+                end += 1
+            }
+            // The digits, written backwards at the end of the room, then
+            // moved to their place.
+            let start = writeDecimal(balance.magnitude, endingAt: line.count, in: line)
+            let digits = line.count - start
+            UnsafeMutableRawBufferPointer(rebasing: line[end...]).copyMemory(
+                from: UnsafeRawBufferPointer(rebasing: line[start...]))
+            end += digits
+            if again {
+                for byte in "|again".utf8 {
                     line[end] = byte
                     end += 1
                 }
             }
-            append("OK|".utf8)
-            append(txBytes)
-            append(CollectionOfOne(UInt8(ascii: "|")))
-            if balance < 0 { append(CollectionOfOne(UInt8(ascii: "-"))) }
-            withUnsafeTemporaryAllocation(byteCount: 20, alignment: 1) { digits in
-                let start = writeDecimal(balance.magnitude, endingAt: digits.count, in: digits)
-                append(UnsafeRawBufferPointer(rebasing: digits[start...]))
-            }
-            if again { append("|again".utf8) }
-            append(CollectionOfOne(UInt8(ascii: "\n")))
-            return end
+            line[end] = UInt8(ascii: "\n")
+            return end + 1
         }
     }
 

@@ -67,6 +67,12 @@ struct ResponseTests {
                 #expect(
                     Response.sent(tx: tx, balance: Centavos(balance), again: again).wire == expected,
                     "balance \(balance)")
+                // As the server writes it, into more room than it needs.
+                let written = [UInt8](unsafeUninitializedCapacity: 100) { buffer, count in
+                    count = Response.writeSentLine(
+                        tx: tx, balance: balance, again: again, into: UnsafeMutableRawBufferPointer(buffer))
+                }
+                #expect(String(decoding: written, as: UTF8.self) == expected, "balance \(balance), into a buffer")
             }
         }
     }

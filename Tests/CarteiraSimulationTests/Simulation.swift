@@ -317,8 +317,6 @@ final class Simulation {
         }
     }
 
-    /// The process dies: its connections are gone unread, its lock is
-    /// released; the disk keeps what `power` says.
     /// The start-up that just ran cut no stable line.
     private func checkCut() throws(Violation) {
         if let cut = disk.takeLowestCut(), cut < model.parsedOffset {
@@ -327,6 +325,8 @@ final class Simulation {
         }
     }
 
+    /// The process dies: its connections are gone unread, its lock is
+    /// released; the disk keeps what `power` says.
     private func crash(power: Bool, counted: Bool = true) {
         if let running = server {
             lastLedger = running.service.snapshot().ledger

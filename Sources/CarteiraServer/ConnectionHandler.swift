@@ -427,19 +427,22 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     private func appendSentLine(tx: TxID, balance: Int64, again: Bool) {
         let capacity = Response.sentLineCapacity(txBytes: tx.text.utf8.count)
-        if output == nil, let context {
-            output = context.channel.allocator.buffer(capacity: max(64, capacity))
-        }
+        makeOutput(capacity: capacity)
         output?.writeWithUnsafeMutableBytes(minimumWritableBytes: capacity) { bytes in
             Response.writeSentLine(tx: tx, balance: balance, again: again, into: bytes)
         }
     }
 
     private func appendOutput(_ text: String) {
-        if output == nil, let context {
-            output = context.channel.allocator.buffer(capacity: max(64, text.utf8.count))
-        }
+        makeOutput(capacity: text.utf8.count)
         output?.writeString(text)
+    }
+
+    /// The output buffer, made on the first write after a flush.
+    private func makeOutput(capacity: Int) {
+        if output == nil, let context {
+            output = context.channel.allocator.buffer(capacity: max(64, capacity))
+        }
     }
 
     /// Writes and flushes the output once; closes the connection when it

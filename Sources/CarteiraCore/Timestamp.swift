@@ -45,8 +45,7 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
 
     /// Parses exactly the form `iso8601` writes; anything else is `nil`.
     public init?(iso8601 text: some StringProtocol) {
-        var text = String(text)
-        guard let parsed = text.withUTF8({ Timestamp(iso8601Bytes: $0) }) else { return nil }
+        guard let parsed = withUTF8Bytes(of: text, Timestamp.init(iso8601Bytes:)) else { return nil }
         self = parsed
     }
 

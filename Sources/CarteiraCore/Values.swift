@@ -32,6 +32,13 @@ func isLowerHex(_ byte: UInt8) -> Bool {
     }
 }
 
+/// Calls `body` with `text`'s UTF-8 bytes: in place when they are
+/// contiguous, as native strings and their substrings are; copied out
+/// otherwise.
+func withUTF8Bytes<R>(of text: some StringProtocol, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+    text.utf8.withContiguousStorageIfAvailable(body) ?? Array(text.utf8).withUnsafeBufferPointer(body)
+}
+
 /// A peer's name: 1-64 of `A-Z a-z 0-9 . _ -`.
 ///
 /// Its bytes are held inline, not in a `String`: an event names two
@@ -46,18 +53,7 @@ public struct MachineName: Sendable, Hashable, Comparable, CustomStringConvertib
     private var count: UInt8 = 0
 
     public init?(_ text: some StringProtocol) {
-        var name = MachineName()
-        let valid = withUnsafeMutableBytes(of: &name.words) { stored -> Bool in
-            var count = 0
-            for byte in text.utf8 {
-                guard count < stored.count, Self.allowed(byte) else { return false }
-                stored[count] = byte
-                count += 1
-            }
-            name.count = UInt8(count)
-            return count > 0
-        }
-        guard valid else { return nil }
+        guard let name = withUTF8Bytes(of: text, MachineName.init(utf8:)) else { return nil }
         self = name
     }
 
@@ -123,12 +119,7 @@ public struct PaymentKey: Sendable, Hashable, CustomStringConvertible {
     /// case, so a key pasted from a tool that upper-cases UUIDs still works.
     /// Read as `KeyBits` reads a key, eight digits at a time.
     public init?(_ text: some StringProtocol) {
-        // Read in place when the text is contiguous UTF-8, as native
-        // strings and their substrings are; copied out otherwise.
-        let bits =
-            text.utf8.withContiguousStorageIfAvailable { KeyBits($0, foldingCase: true) }
-            ?? Array(text.utf8).withUnsafeBufferPointer { KeyBits($0, foldingCase: true) }
-        guard let bits else { return nil }
+        guard let bits = withUTF8Bytes(of: text, { KeyBits($0, foldingCase: true) }) else { return nil }
         self.bits = bits
     }
 

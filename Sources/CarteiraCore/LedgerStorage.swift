@@ -48,21 +48,30 @@ package struct KeyBits: Sendable, Hashable {
     package var paymentKey: PaymentKey { PaymentKey(bits: self) }
 
     /// Appends the key's 36 bytes of text as `PaymentKey` writes it, lower
-    /// case: the journal encoder's path, eight digits at a time.
+    /// case.
     package func appendText(to bytes: inout [UInt8]) {
-        let (first, second) = (Self.hexText(high >> 32), Self.hexText(high & 0xFFFF_FFFF))
-        let (third, fourth) = (Self.hexText(low >> 32), Self.hexText(low & 0xFFFF_FFFF))
-        withUnsafeTemporaryAllocation(byteCount: 36, alignment: 8) { text in
-            // 8-4-4-4-12: each word's first digit is its lowest byte.
-            text.storeBytes(of: first, toByteOffset: 0, as: UInt64.self)
-            text.storeBytes(of: UInt32(truncatingIfNeeded: second), toByteOffset: 9, as: UInt32.self)
-            text.storeBytes(of: UInt32(truncatingIfNeeded: second >> 32), toByteOffset: 14, as: UInt32.self)
-            text.storeBytes(of: UInt32(truncatingIfNeeded: third), toByteOffset: 19, as: UInt32.self)
-            text.storeBytes(of: UInt32(truncatingIfNeeded: third >> 32), toByteOffset: 24, as: UInt32.self)
-            text.storeBytes(of: fourth, toByteOffset: 28, as: UInt64.self)
-            for position in [8, 13, 18, 23] { text[position] = hyphen }
+        withUnsafeTemporaryAllocation(byteCount: Self.textLength, alignment: 8) { text in
+            writeText(to: text.baseAddress.unsafelyUnwrapped)
             bytes.append(contentsOf: UnsafeRawBufferPointer(text))
         }
+    }
+
+    /// The length of a key's text.
+    package static let textLength = 36
+
+    /// Stores the key's 36 bytes of text at `text`: the journal encoder's
+    /// path, eight digits at a time.
+    package func writeText(to text: UnsafeMutableRawPointer) {
+        let (first, second) = (Self.hexText(high >> 32), Self.hexText(high & 0xFFFF_FFFF))
+        let (third, fourth) = (Self.hexText(low >> 32), Self.hexText(low & 0xFFFF_FFFF))
+        // 8-4-4-4-12: each word's first digit is its lowest byte.
+        text.storeBytes(of: first, toByteOffset: 0, as: UInt64.self)
+        text.storeBytes(of: UInt32(truncatingIfNeeded: second), toByteOffset: 9, as: UInt32.self)
+        text.storeBytes(of: UInt32(truncatingIfNeeded: second >> 32), toByteOffset: 14, as: UInt32.self)
+        text.storeBytes(of: UInt32(truncatingIfNeeded: third), toByteOffset: 19, as: UInt32.self)
+        text.storeBytes(of: UInt32(truncatingIfNeeded: third >> 32), toByteOffset: 24, as: UInt32.self)
+        text.storeBytes(of: fourth, toByteOffset: 28, as: UInt64.self)
+        for position in [8, 13, 18, 23] { text.storeBytes(of: hyphen, toByteOffset: position, as: UInt8.self) }
     }
 
     /// The eight lower-case hex digits of the low 32 bits of `value`, as

@@ -59,7 +59,7 @@ public struct MachineName: Sendable, Hashable, Comparable, CustomStringConvertib
 
     /// A name from bytes, checked as `init?(_:)` checks text.
     package init?(utf8 bytes: UnsafeBufferPointer<UInt8>) {
-        guard (1...64).contains(bytes.count), bytes.allSatisfy(Self.allowed) else { return nil }
+        guard (1...Self.maximumLength).contains(bytes.count), bytes.allSatisfy(Self.allowed) else { return nil }
         var name = MachineName()
         withUnsafeMutableBytes(of: &name.words) { stored in
             stored.copyMemory(from: UnsafeRawBufferPointer(bytes))
@@ -69,6 +69,9 @@ public struct MachineName: Sendable, Hashable, Comparable, CustomStringConvertib
     }
 
     private init() {}
+
+    /// The most bytes a name has.
+    package static let maximumLength = 64
 
     private static func allowed(_ byte: UInt8) -> Bool {
         isAlphanumeric(byte) || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
@@ -81,10 +84,13 @@ public struct MachineName: Sendable, Hashable, Comparable, CustomStringConvertib
         }
     }
 
-    /// Appends the name's bytes: the journal encoder's path, with no
-    /// closure to specialize across modules.
-    package func appendUTF8(to bytes: inout [UInt8]) {
-        withUnsafeBytes(of: words) { stored in bytes.append(contentsOf: stored[..<Int(count)]) }
+    /// Stores the name's bytes at `destination` and returns how many: the
+    /// journal encoder's path, with no closure to specialize across modules.
+    package func writeUTF8(to destination: UnsafeMutableRawPointer) -> Int {
+        withUnsafeBytes(of: words) { stored in
+            destination.copyMemory(from: stored.baseAddress.unsafelyUnwrapped, byteCount: Int(count))
+        }
+        return Int(count)
     }
 
     /// The name as a `String` (made on each call).

@@ -165,4 +165,28 @@ struct EncoderTests {
             #expect(String(decoding: bytes, as: UTF8.self) == Self.referenceText(event))
         }
     }
+
+    @Test("the longest line it can write: two 64-byte names, a 40-byte request id, 19 digits, a time of 30 bytes")
+    func longestLine() {
+        guard let payer = MachineName(String(repeating: "p", count: 64)),
+            let payee = MachineName(String(repeating: "q", count: 64)),
+            let requestID = RequestID(String(repeating: "r", count: 40))
+        else { preconditionFailure("valid fixtures") }
+        let key = PaymentKey(randomBytes: Array(repeating: 0xEE, count: 16))
+        for milliseconds in [Int64.min, Int64.max] {
+            let event = Event(
+                seq: Int64.max, at: Timestamp(milliseconds: milliseconds),
+                kind: .transfer(
+                    Event.Transfer(
+                        tx: TxID(seq: Int64.max), from: payer, to: payee, key: key, amount: Centavos(Int64.max),
+                        requestID: requestID)))
+            var chain = Array(JournalCodec.zeroHash.utf8)
+            var bytes: [UInt8] = []
+            JournalEncoder.appendLine(event, chainHash: &chain, to: &bytes)
+            var text = Self.referenceText(event)
+            let hash = JournalCodec.chainHash(previousHash: Array(JournalCodec.zeroHash.utf8), text: &text)
+            #expect(bytes == Array((text + " hash=" + String(decoding: hash, as: UTF8.self) + "\n").utf8))
+            #expect(bytes.count < JournalEncoder.lineCapacity / 2, "\(bytes.count) bytes")
+        }
+    }
 }

@@ -6,8 +6,8 @@ public import CarteiraCore
 /// is built per field, and no field grows an array.
 public enum JournalEncoder {
     /// Room for any line format 1 writes. The longest, a transfer between
-    /// two 64-byte names with a 40-byte request id, 19-digit numbers and a
-    /// time past the year 9999, is under 450 bytes with its hash.
+    /// two 64-byte names with a 64-byte request id, 19-digit numbers and a
+    /// time past the year 9999, is under 500 bytes with its hash.
     static let lineCapacity = 1024
 
     /// Appends `event`'s whole line (with ` hash=…` and `"\n"`) to `bytes`

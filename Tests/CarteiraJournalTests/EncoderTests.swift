@@ -166,11 +166,11 @@ struct EncoderTests {
         }
     }
 
-    @Test("the longest line it can write: two 64-byte names, a 40-byte request id, 19 digits, a time of 30 bytes")
+    @Test("the longest line it can write: two 64-byte names, a 64-byte request id, 19 digits, a time of 30 bytes")
     func longestLine() {
         guard let payer = MachineName(String(repeating: "p", count: 64)),
             let payee = MachineName(String(repeating: "q", count: 64)),
-            let requestID = RequestID(String(repeating: "r", count: 40))
+            let requestID = RequestID(String(repeating: "r", count: 64))
         else { preconditionFailure("valid fixtures") }
         let key = PaymentKey(randomBytes: Array(repeating: 0xEE, count: 16))
         for milliseconds in [Int64.min, Int64.max] {

@@ -1,5 +1,6 @@
 import CarteiraCore
 import Dispatch
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -121,6 +122,11 @@ enum JournalScanner {
             }
             guard !pending.isEmpty else { break }
             let check = pending.removeFirst()
+            // While another thread checks the chunk to apply next, this one
+            // checks a later chunk that no thread has started, instead of
+            // waiting: the checks are most of the work, and otherwise they
+            // run on one core while this thread waits for them.
+            while !check.isFinished, let later = pending.first(where: { !$0.isClaimed }) { later.run() }
             check.done.wait()
             let finished: Bool
             do {
@@ -310,8 +316,8 @@ struct DecodedLine: Sendable {
 
 /// The checks of one chunk that need nothing but its bytes: each line's
 /// length, suffix, hash (against the line before) and fields, in that
-/// order, stopping at the first line that fails. Runs once, on any thread;
-/// its result is read after `done`.
+/// order, stopping at the first line that fails. Runs once, on whichever
+/// thread calls `run()` first; its result is read after `done`.
 final class ChainCheck: Sendable {
     private struct State: Sendable {
         var chunk: Chunk?
@@ -320,19 +326,29 @@ final class ChainCheck: Sendable {
     }
 
     private let state: Locked<State>
+    private let claimed = Atomic<Bool>(false)
+    private let finished = Atomic<Bool>(false)
     let done = DispatchSemaphore(value: 0)
 
     init(chunk: Chunk) {
         state = Locked(State(chunk: chunk))
     }
 
+    /// A thread has started the check (or finished it).
+    var isClaimed: Bool { claimed.load(ordering: .acquiring) }
+    /// The check is over: `done` has been or is about to be signalled.
+    var isFinished: Bool { finished.load(ordering: .acquiring) }
+
+    /// Runs the check, unless another thread has started it.
     func run() {
+        guard !claimed.exchange(true, ordering: .acquiringAndReleasing) else { return }
         state.withLock { state in
             guard let chunk = state.chunk else { return }
             // Lines are at least 70 bytes (the hash suffix); most are longer.
             state.decoded.reserveCapacity(chunk.linesEnd / 128 + 16)
             state.failure = Self.decode(chunk, into: &state.decoded)
         }
+        finished.store(true, ordering: .releasing)
         done.signal()
     }
 

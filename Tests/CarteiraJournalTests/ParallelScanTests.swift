@@ -1,4 +1,5 @@
 import CarteiraCore
+import Dispatch
 import CarteiraTestSupport
 import Testing
 
@@ -301,6 +302,30 @@ struct ParallelScanTests {
                 let replayed = try #require(ledger)
                 #expect(LedgerSnapshot(replayed) == LedgerSnapshot(live), "chunk \(chunk), parallel \(parallel)")
             }
+        }
+    }
+
+    /// The scanning thread checks a later chunk itself while another thread
+    /// checks the one it needs (`JournalScanner.scan`): each chunk must then
+    /// be checked once, by whichever thread comes first.
+    @Test("a chunk's check runs once when threads race to run it, and says when it has started and finished")
+    func checkRunsOnce() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        _ = try await writeJournal(in: directory) { $0.randomActivity(events: 30) }
+        let bytes = try directory.journalBytes()
+        for _ in 0..<50 {
+            let check = ChainCheck(
+                chunk: Chunk(
+                    bytes: bytes, linesEnd: bytes.count, count: bytes.count, offset: 0,
+                    previousHash: Array(JournalCodec.zeroHash.utf8), last: true))
+            #expect(!check.isClaimed && !check.isFinished)
+            DispatchQueue.concurrentPerform(iterations: 4) { _ in check.run() }
+            #expect(check.isClaimed && check.isFinished)
+            #expect(check.done.wait(timeout: .now()) == .success)
+            #expect(check.done.wait(timeout: .now()) == .timedOut, "signalled once")
+            let lines = try check.withResult { (_, decoded, failure) -> Int? in failure == nil ? decoded.count : nil }
+            #expect(lines == bytes.count { $0 == UInt8(ascii: "\n") }, "every line decoded once")
         }
     }
 }

@@ -470,7 +470,7 @@ public actor PeerSession {
 
     /// The name of the machine that owns `key`.
     public func check(_ key: PaymentKey) async throws -> MachineName {
-        let request = Request.check(keyText: key.text)
+        let request = Request.check(keyText: KeyText(key))
         guard case let .owner(machine) = try await perform(request, retry: true) else { throw unexpected(request) }
         return machine
     }
@@ -502,7 +502,7 @@ public actor PeerSession {
     /// most once. Past the deadline this throws `paymentOutcomeUnknown` when
     /// the `SEND` was written, `paymentNotSent` when it never was.
     public func send(key: PaymentKey, amount: Centavos, requestID: RequestID) async throws -> SendReceipt {
-        let request = Request.send(keyText: key.text, amount: amount, requestID: requestID)
+        let request = Request.send(keyText: KeyText(key), amount: amount, requestID: requestID)
         let deadline = ContinuousClock.now + configuration.requestTimeout
         var written = false
         var lostAnswers = 0

@@ -303,7 +303,7 @@ public struct ConsoleInterpreter: Sendable {
         if let key = PaymentKey(argument) {
             // Any key ever issued, a replaced one too: asked as of a moment
             // before every key stopped being payable.
-            guard case let .success(name) = ledger.owner(ofKey: key.text, at: Timestamp(milliseconds: .min)),
+            guard case let .success(name) = ledger.owner(ofKey: KeyText(key), at: Timestamp(milliseconds: .min)),
                 let owner = ledger.machines[name]
             else {
                 throw ConsoleError("no machine has or had the key \(key)\(asOf(point))")

@@ -15,9 +15,9 @@ public struct KeyPolicy: Sendable, Hashable {
 /// in with it: the core draws no randomness and reads no clock.
 public enum Command: Sendable, Hashable {
     case register(machine: MachineName, tokenDigest: TokenDigest, key: PaymentKey, initialBalance: Centavos)
-    /// `keyText` is the key as the client wrote it; it is checked here, after
-    /// the request id, in the protocol's order.
-    case transfer(from: MachineName, keyText: String, amount: Centavos, requestID: RequestID?)
+    /// `keyText` is the key as the client wrote it; whether it names a key
+    /// is checked here, after the request id, in the protocol's order.
+    case transfer(from: MachineName, keyText: KeyText, amount: Centavos, requestID: RequestID?)
     case rotateKey(machine: MachineName, newKey: PaymentKey, reason: KeyRotationReason)
 }
 
@@ -250,7 +250,7 @@ public struct Ledger: Sendable {
     /// carries the indices `apply(_: AcceptedTransfer)` needs, so the server
     /// looks nothing up twice.
     public func decideTransfer(
-        from: MachineName, keyText: String, amount: Centavos, requestID: RequestID?, at now: Timestamp
+        from: MachineName, keyText: KeyText, amount: Centavos, requestID: RequestID?, at now: Timestamp
     ) -> TransferDecision {
         let seq = lastSeq + 1
         // `apply` refuses such an event, so `decide` must never yield one.
@@ -272,7 +272,7 @@ public struct Ledger: Sendable {
         if let requestID, let index = transferIndex(payer: sender, hash: requestHash, requestID: requestID.text) {
             let first = transferSlots[Int(index)]
             let tx = TxID(seq: first.seq)
-            if keyBits(keyText) == keySlots[Int(first.key)].bits && amount.value == first.amount {
+            if keyText.bits == keySlots[Int(first.key)].bits && amount.value == first.amount {
                 return .alreadyDone(tx)
             }
             return .reject(
@@ -556,14 +556,9 @@ public struct Ledger: Sendable {
         return low < transferSlots.count && transferSlots[low].seq == seq ? low : nil
     }
 
-    /// The key `keyText` names, folding upper case as `PaymentKey` does.
-    private func keyBits(_ keyText: String) -> KeyBits? {
-        withBytes(keyText) { KeyBits($0, foldingCase: true) }
-    }
-
     /// The index in `keySlots` of the key `keyText`, if it is payable at `now`.
-    private func keyIndex(ofKey keyText: String, at now: Timestamp) -> Result<UInt32, Rejection> {
-        guard let bits = keyBits(keyText), let index = keysByBits[bits]?.index else {
+    private func keyIndex(ofKey keyText: KeyText, at now: Timestamp) -> Result<UInt32, Rejection> {
+        guard let bits = keyText.bits, let index = keysByBits[bits]?.index else {
             return .failure(Rejection(.unknownKey, "no machine has that key"))
         }
         if now > Timestamp(milliseconds: keySlots[Int(index)].stoppedAt).adding(seconds: policy.graceSeconds) {
@@ -615,7 +610,7 @@ public struct Ledger: Sendable {
     // MARK: Reading
 
     /// Who owns the key `keyText` at `now`, for `CHECK` and `SEND`.
-    public func owner(ofKey keyText: String, at now: Timestamp) -> Result<MachineName, Rejection> {
+    public func owner(ofKey keyText: KeyText, at now: Timestamp) -> Result<MachineName, Rejection> {
         keyIndex(ofKey: keyText, at: now).map { machineSlots[Int(keySlots[Int($0)].owner)].name }
     }
 

@@ -155,6 +155,65 @@ public struct PaymentKey: Sendable, Hashable, CustomStringConvertible {
     public var description: String { text }
 }
 
+/// A payment key as a client wrote it in `CHECK` or `SEND`: the key, when
+/// the text is one (in either letter case), or else the text itself, which
+/// the ledger answers as an unknown key in the protocol's order.
+///
+/// The server parses the key where it cuts the request line, so a `SEND`
+/// builds no `String` for it (its 36 bytes are too many for a small
+/// string: a heap allocation a transfer) and the ledger parses nothing.
+public struct KeyText: Sendable, Hashable, CustomStringConvertible, ExpressibleByStringLiteral {
+    private enum Form: Sendable, Hashable {
+        case key(KeyBits)
+        case other(String)
+    }
+
+    private let form: Form
+
+    public init(_ text: some StringProtocol) {
+        if let bits = withUTF8Bytes(of: text, { KeyBits($0, foldingCase: true) }) {
+            form = .key(bits)
+        } else {
+            form = .other(String(text))
+        }
+    }
+
+    public init(_ key: PaymentKey) {
+        form = .key(key.bits)
+    }
+
+    /// The text from its bytes, a `String` only when it is not a key.
+    package init(utf8 bytes: UnsafeBufferPointer<UInt8>) {
+        if let bits = KeyBits(bytes, foldingCase: true) {
+            form = .key(bits)
+        } else {
+            form = .other(String(decoding: bytes, as: UTF8.self))
+        }
+    }
+
+    public init(stringLiteral text: String) {
+        self.init(text)
+    }
+
+    /// The key it names, when the text is of a key's form.
+    public var key: PaymentKey? { bits.map(PaymentKey.init(bits:)) }
+
+    package var bits: KeyBits? {
+        guard case let .key(bits) = form else { return nil }
+        return bits
+    }
+
+    /// The text as written, but a key's in lower case.
+    public var text: String {
+        switch form {
+        case let .key(bits): PaymentKey(bits: bits).text
+        case let .other(text): text
+        }
+    }
+
+    public var description: String { text }
+}
+
 let hexDigits: [Character] = Array("0123456789abcdef")
 
 /// Lower-case hex of `bytes`.

@@ -20,9 +20,10 @@ public enum Request: Sendable, Hashable {
     case balance
     case key
     case rotate
-    /// The key text as written; its form is checked with the key.
-    case check(keyText: String)
-    case send(keyText: String, amount: Centavos, requestID: RequestID?)
+    /// The key as written; whether it is of a key's form is checked with
+    /// the key (`KeyText`).
+    case check(keyText: KeyText)
+    case send(keyText: KeyText, amount: Centavos, requestID: RequestID?)
     case history(limit: Int)
     case quit
 
@@ -121,7 +122,7 @@ public enum Request: Sendable, Hashable {
             return .success(.login(machine, token: Token(fields[2])))
         case .check:
             if let problem = count(1...1) ?? lineBreak(in: fields[1]) { return .failure(problem) }
-            return .success(.check(keyText: String(fields[1])))
+            return .success(.check(keyText: KeyText(fields[1])))
         case .send:
             if let problem = count(2...3) ?? lineBreak(in: fields[1]) { return .failure(problem) }
             guard let amount = Centavos(amount: fields[2]) else {
@@ -134,7 +135,7 @@ public enum Request: Sendable, Hashable {
                 }
                 requestID = id
             }
-            return .success(.send(keyText: String(fields[1]), amount: amount, requestID: requestID))
+            return .success(.send(keyText: KeyText(fields[1]), amount: amount, requestID: requestID))
         case .history:
             if let problem = count(0...1) { return .failure(problem) }
             guard arguments == 1 else { return .success(.history(limit: HistoryLimit.defaultValue)) }
@@ -201,7 +202,9 @@ public enum Request: Sendable, Hashable {
             guard let id = RequestID(text(amountEnd + 1..<count)) else { return nil }
             requestID = id
         }
-        return .send(keyText: text(5..<keyEnd), amount: amount, requestID: requestID)
+        let keyText = KeyText(
+            utf8: UnsafeRawBufferPointer(rebasing: line[5..<keyEnd]).assumingMemoryBound(to: UInt8.self))
+        return .send(keyText: keyText, amount: amount, requestID: requestID)
     }
 
     /// The request as a wire line, with its `\n`: what a client sends.

@@ -32,8 +32,8 @@ public enum LedgerQuery: Sendable, Hashable {
     case balance(MachineName)
     case key(MachineName)
     case rotate(MachineName)
-    case check(keyText: String)
-    case send(from: MachineName, keyText: String, amount: Centavos, requestID: RequestID?)
+    case check(keyText: KeyText)
+    case send(from: MachineName, keyText: KeyText, amount: Centavos, requestID: RequestID?)
     case history(MachineName, limit: Int)
 }
 

@@ -34,9 +34,9 @@ struct ConnectionTests {
             (.balance, "BALANCE", .balance(Centavos(10000))),
             (.key, "KEY", .key(aliceKey, expires: expires)),
             (.rotate, "ROTATE", .rotated(bobKey, expires: expires.adding(seconds: 180))),
-            (.check(keyText: Fixture.bobKey), "CHECK|\(Fixture.bobKey)", .owner(bob)),
+            (.check(keyText: KeyText(Fixture.bobKey)), "CHECK|\(Fixture.bobKey)", .owner(bob)),
             (
-                .send(keyText: Fixture.bobKey, amount: Centavos(5000), requestID: RequestID("pay-1")),
+                .send(keyText: KeyText(Fixture.bobKey), amount: Centavos(5000), requestID: RequestID("pay-1")),
                 "SEND|\(Fixture.bobKey)|50,00|pay-1", .sent(tx: tx42, balance: Centavos(5000), again: false)
             ),
             (
@@ -67,7 +67,7 @@ struct ConnectionTests {
         try await FakeServer.with(Fixture.wellBehaved) { server throws in
             try await CarteiraConnection.withConnection(to: address(server), timeout: timeout) { connection throws in
                 let error = await #expect(throws: ClientError.self) {
-                    try await connection.perform(.check(keyText: Fixture.aliceKey))
+                    try await connection.perform(.check(keyText: KeyText(Fixture.aliceKey)))
                 }
                 #expect(error == .refused(code: "unknown_key", message: "no such key"))
                 #expect(error?.errorCode == .unknownKey)
@@ -136,7 +136,7 @@ struct ConnectionTests {
                         let suffix = String(1000 + index)
                         group.addTask {
                             let key = "00000000-0000-4000-8000-00000000" + suffix
-                            let answer = try await connection.perform(.check(keyText: key))
+                            let answer = try await connection.perform(.check(keyText: KeyText(key)))
                             #expect(answer == .owner(try #require(MachineName("m" + suffix))))
                         }
                     }

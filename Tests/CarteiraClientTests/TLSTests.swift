@@ -91,7 +91,7 @@ struct TLSTests {
                 #expect(try await alice.perform(.ping) == .pong)
                 _ = try await alice.perform(.register(try #require(MachineName("alice"))))
                 let sent = try await alice.perform(
-                    .send(keyText: bobKey.text, amount: Centavos(2550), requestID: nil))
+                    .send(keyText: KeyText(bobKey.text), amount: Centavos(2550), requestID: nil))
                 guard case let .sent(_, balance, again) = sent else {
                     Issue.record("expected a transfer, got \(sent)")
                     return

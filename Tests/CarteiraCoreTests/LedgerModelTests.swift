@@ -242,7 +242,7 @@ struct LedgerModelTests {
                 let key = try #require(PaymentKey(text))
                 #expect(replayed.knowsKey(key), context)
                 #expect(
-                    replayed.owner(ofKey: text, at: moment) == live.owner(ofKey: text, at: moment),
+                    replayed.owner(ofKey: KeyText(text), at: moment) == live.owner(ofKey: KeyText(text), at: moment),
                     "\(context): key \(text)")
             }
         }

@@ -290,7 +290,8 @@ struct IdempotencyTests {
             let amount = try #require(Centavos(amount: text))
             let decision = driver.ledger.decide(
                 .transfer(
-                    from: try machine("alice"), keyText: bobKey.text, amount: amount, requestID: try requestID("pay-1")),
+                    from: try machine("alice"), keyText: KeyText(bobKey.text), amount: amount,
+                    requestID: try requestID("pay-1")),
                 at: driver.now)
             #expect(decision == .alreadyDone(first), "amount \(text)")
         }

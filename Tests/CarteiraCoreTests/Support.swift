@@ -113,7 +113,8 @@ struct LedgerDriver {
     mutating func send(_ from: String, to keyText: String, _ amount: Int64, id: String? = nil) throws -> Decision {
         try run(
             .transfer(
-                from: machine(from), keyText: keyText, amount: Centavos(amount), requestID: id.map { try requestID($0) }
+                from: machine(from), keyText: KeyText(keyText), amount: Centavos(amount),
+                requestID: id.map { try requestID($0) }
             ))
     }
 
@@ -142,7 +143,7 @@ struct LedgerDriver {
 
     /// `CHECK` of `keyText` now: the owner's name, or the error code's wire name.
     func check(_ keyText: String) -> String {
-        switch ledger.owner(ofKey: keyText, at: now) {
+        switch ledger.owner(ofKey: KeyText(keyText), at: now) {
         case let .success(owner): owner.text
         case let .failure(rejection): rejection.code.rawValue
         }

@@ -91,6 +91,26 @@ struct ValueTests {
         #expect(PaymentKey("0f8d3c1e-6b2a-4c9e-9A7D-3e5f1b2c4d6e") == key)
     }
 
+    @Test("key text as a client wrote it: a key in either case is that key, anything else keeps its text")
+    func keyTextAsWritten() throws {
+        let key = try #require(PaymentKey(validKeyText))
+        for written in [validKeyText, validKeyText.uppercased()] {
+            let keyText = KeyText(written)
+            #expect(keyText.key == key)
+            #expect(keyText == KeyText(key))
+            #expect(keyText.text == validKeyText)
+            let fromBytes = Array(written.utf8).withUnsafeBufferPointer { KeyText(utf8: $0) }
+            #expect(fromBytes == keyText)
+        }
+        for other in ["", "anything", "not a key", String(validKeyText.dropLast()), validKeyText + "0"] {
+            let keyText = KeyText(other)
+            #expect(keyText.key == nil)
+            #expect(keyText.text == other)
+            #expect(Array(other.utf8).withUnsafeBufferPointer { KeyText(utf8: $0) } == keyText)
+        }
+        #expect(KeyText("anything") != KeyText("Anything"))
+    }
+
     @Test("keys built from random bytes are valid version 4 keys that carry the bytes")
     func keysFromRandomBytes() throws {
         var random = SplitMix64(seed: 4)

@@ -101,7 +101,7 @@ struct LedgerDriver {
         guard let payee = ledger.machines[fixture(MachineName(to), to)] else { return nil }
         return run(
             .transfer(
-                from: fixture(MachineName(from), from), keyText: payee.key.text, amount: Centavos(amount),
+                from: fixture(MachineName(from), from), keyText: KeyText(payee.key), amount: Centavos(amount),
                 requestID: request.flatMap(RequestID.init)))
     }
 

@@ -44,7 +44,7 @@ private func referenceParse(_ line: Substring) -> Result<Request, Rejection>? {
         return .success(.login(machine, token: Token(fields[2])))
     case "CHECK":
         if let problem = count(1...1) ?? Request.lineBreak(in: fields[1]) { return .failure(problem) }
-        return .success(.check(keyText: String(fields[1])))
+        return .success(.check(keyText: KeyText(fields[1])))
     case "SEND":
         if let problem = count(2...3) ?? Request.lineBreak(in: fields[1]) { return .failure(problem) }
         guard let amount = Centavos(amount: fields[2]) else {
@@ -57,7 +57,7 @@ private func referenceParse(_ line: Substring) -> Result<Request, Rejection>? {
             }
             requestID = id
         }
-        return .success(.send(keyText: String(fields[1]), amount: amount, requestID: requestID))
+        return .success(.send(keyText: KeyText(fields[1]), amount: amount, requestID: requestID))
     case "HISTORY":
         if let problem = count(0...1) { return .failure(problem) }
         guard arguments == 1 else { return .success(.history(limit: HistoryLimit.defaultValue)) }
@@ -126,9 +126,12 @@ struct ParseEquivalenceTests {
         let key = "0f8d3c1e-6b2a-4c9e-9a7d-3e5f1b2c4d6e"
         let cases: [(String, Request)] = [
             ("PING", .ping), ("PING\r", .ping),
-            ("SEND|\(key)|0,01", .send(keyText: key, amount: Centavos(1), requestID: nil)),
-            ("SEND|\(key)|50\r", .send(keyText: key, amount: Centavos(5_000), requestID: nil)),
-            ("SEND|\(key)|50.5|pay-1", .send(keyText: key, amount: Centavos(5_050), requestID: RequestID("pay-1"))),
+            ("SEND|\(key)|0,01", .send(keyText: KeyText(key), amount: Centavos(1), requestID: nil)),
+            ("SEND|\(key)|50\r", .send(keyText: KeyText(key), amount: Centavos(5_000), requestID: nil)),
+            (
+                "SEND|\(key)|50.5|pay-1",
+                .send(keyText: KeyText(key), amount: Centavos(5_050), requestID: RequestID("pay-1"))
+            ),
             // The key's form is checked with the key, later, as for any line.
             ("SEND|not a key|1", .send(keyText: "not a key", amount: Centavos(100), requestID: nil)),
         ]

@@ -40,13 +40,13 @@ let validLines: [(String, Request)] = [
     ("LOGIN|alice|", .login(name("alice"), token: nil)),
     ("WHOAMI", .whoami), ("whoami", .whoami), ("BALANCE", .balance), ("Balance", .balance), ("KEY", .key),
     ("key", .key), ("ROTATE", .rotate), ("rotate", .rotate), ("QUIT", .quit), ("quit\r", .quit),
-    ("CHECK|\(key)", .check(keyText: key)), ("check|anything", .check(keyText: "anything")),
+    ("CHECK|\(key)", .check(keyText: KeyText(key))), ("check|anything", .check(keyText: "anything")),
     ("CHECK|", .check(keyText: "")),
-    ("SEND|\(key)|50", .send(keyText: key, amount: Centavos(5_000), requestID: nil)),
-    ("send|\(key)|50,5|pay-1", .send(keyText: key, amount: Centavos(5_050), requestID: id("pay-1"))),
+    ("SEND|\(key)|50", .send(keyText: KeyText(key), amount: Centavos(5_000), requestID: nil)),
+    ("send|\(key)|50,5|pay-1", .send(keyText: KeyText(key), amount: Centavos(5_050), requestID: id("pay-1"))),
     (
         "Send|\(key)|50.25|\(String(repeating: "r", count: 64))\r",
-        .send(keyText: key, amount: Centavos(5_025), requestID: id(String(repeating: "r", count: 64)))
+        .send(keyText: KeyText(key), amount: Centavos(5_025), requestID: id(String(repeating: "r", count: 64)))
     ),
     ("SEND|whatever|0,01", .send(keyText: "whatever", amount: Centavos(1), requestID: nil)),
     ("HISTORY", .history(limit: 20)), ("history", .history(limit: 20)), ("HISTORY|1", .history(limit: 1)),
@@ -148,16 +148,18 @@ struct RequestTests {
 
     @Test("send lines write the amount as reais with two decimals")
     func sendLineAmount() {
-        #expect(Request.send(keyText: key, amount: Centavos(5), requestID: nil).line == "SEND|\(key)|0,05\n")
+        #expect(Request.send(keyText: KeyText(key), amount: Centavos(5), requestID: nil).line == "SEND|\(key)|0,05\n")
         #expect(
-            Request.send(keyText: key, amount: Centavos(123_456), requestID: id("x")).line == "SEND|\(key)|1234,56|x\n")
+            Request.send(keyText: KeyText(key), amount: Centavos(123_456), requestID: id("x")).line
+                == "SEND|\(key)|1234,56|x\n")
     }
 
     @Test("names and session needs match the protocol's table")
     func namesAndSessions() {
         let all: [Request] = [
             .ping, .register(name("a")), .login(name("a"), token: nil), .whoami, .balance, .key, .rotate,
-            .check(keyText: key), .send(keyText: key, amount: Centavos(1), requestID: nil), .history(limit: 1), .quit,
+            .check(keyText: KeyText(key)), .send(keyText: KeyText(key), amount: Centavos(1), requestID: nil),
+            .history(limit: 1), .quit,
         ]
         #expect(
             all.map(\.name) == [
@@ -192,8 +194,8 @@ func textFields(of request: Request) -> [String] {
     switch request {
     case let .register(machine): [machine.text]
     case let .login(machine, token): [machine.text, token?.text ?? ""]
-    case let .check(keyText): [keyText]
-    case let .send(keyText, _, requestID): [keyText, requestID?.text ?? ""]
+    case let .check(keyText): [keyText.text]
+    case let .send(keyText, _, requestID): [keyText.text, requestID?.text ?? ""]
     case .ping, .whoami, .balance, .key, .rotate, .history, .quit: []
     }
 }

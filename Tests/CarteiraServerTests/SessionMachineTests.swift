@@ -59,7 +59,7 @@ struct SessionMachineTests {
         for line in ["WHOAMI", "BALANCE", "KEY", "ROTATE", "HISTORY", "SEND|\(key)|1"] {
             #expect(code(driver.receive(line)) == .notLoggedIn, "\(line)")
         }
-        #expect(driver.receive("CHECK|\(key)") == .ask(.check(keyText: key)))
+        #expect(driver.receive("CHECK|\(key)") == .ask(.check(keyText: KeyText(key))))
         let name = try #require(alice)
         let token = try #require(Token(token))
         let registered = Response.registered(

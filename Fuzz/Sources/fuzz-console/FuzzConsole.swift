@@ -22,7 +22,7 @@ public func fuzzConsole(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let output = runBlocking(line)
     fuzzCheck(runBlocking(line) == output, "console output for \(line.debugDescription) is not deterministic")
     let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
-    let command = words.first.map { $0.lowercased() }
+    let command = commandWord(line)
     switch output.action {
     case .continue: break
     // Command names are case-insensitive; `exit` and `\q` are `quit`.
@@ -46,6 +46,19 @@ public func fuzzConsole(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         lineBeforeWord: String(line[..<split]), word: word, machines: Fixture.machines, keys: Fixture.keys)
     fuzzCheck(candidates.allSatisfy { $0.hasPrefix(word) }, "completing \(word.debugDescription) offered \(candidates)")
     return 0
+}
+
+/// The command word as the console reads it, lower case: the first word,
+/// without the quotes that may hold it (`'quit'` is `quit`, as
+/// `consoleWords` splits it).
+func commandWord(_ line: String) -> String? {
+    let rest = line.drop(while: { $0 == " " || $0 == "\t" })
+    guard let first = rest.first else { return nil }
+    guard first == "\"" || first == "'" else {
+        return String(rest.prefix(while: { $0 != " " && $0 != "\t" })).lowercased()
+    }
+    let quoted = rest.dropFirst()
+    return quoted.firstIndex(of: first).map { String(quoted[..<$0]).lowercased() }
 }
 
 /// Runs one line on a fresh interpreter from libFuzzer's synchronous

@@ -57,14 +57,14 @@ func checkValues(_ request: Request) {
         fuzzCheck(MachineName(machine.text) == machine, "machine \(machine) not in form")
     case let .send(keyText, amount, requestID):
         fuzzCheck(amount.value > 0, "SEND amount \(amount.value) not positive")
-        fuzzCheck(!keyText.utf8.contains(UInt8(ascii: "|")), "key text holds |")
+        fuzzCheck(!keyText.text.utf8.contains(UInt8(ascii: "|")), "key text holds |")
         if let requestID {
             fuzzCheck(RequestID(requestID.text) == requestID && requestID.text != "-", "request id \(requestID)")
         }
-        if let key = PaymentKey(keyText) { fuzzCheck(PaymentKey(key.text) == key, "key \(key) does not parse back") }
+        if let key = keyText.key { fuzzCheck(PaymentKey(key.text) == key, "key \(key) does not parse back") }
     case let .check(keyText):
-        fuzzCheck(!keyText.utf8.contains(UInt8(ascii: "|")), "key text holds |")
-        if let key = PaymentKey(keyText) { fuzzCheck(PaymentKey(key.text) == key, "key \(key) does not parse back") }
+        fuzzCheck(!keyText.text.utf8.contains(UInt8(ascii: "|")), "key text holds |")
+        if let key = keyText.key { fuzzCheck(PaymentKey(key.text) == key, "key \(key) does not parse back") }
     case let .history(limit):
         fuzzCheck(HistoryLimit.range.contains(limit), "history limit \(limit)")
     default:

@@ -50,7 +50,9 @@ public func fuzzConsole(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
 
 /// The command word as the console reads it, lower case: the first word,
 /// without the quotes that may hold it (`'quit'` is `quit`, as
-/// `consoleWords` splits it).
+/// `consoleWords` splits it). Written out here rather than called: the
+/// check is a model of the console's reading, and `consoleWords` is
+/// internal to the root package.
 func commandWord(_ line: String) -> String? {
     let rest = line.drop(while: { $0 == " " || $0 == "\t" })
     guard let first = rest.first else { return nil }

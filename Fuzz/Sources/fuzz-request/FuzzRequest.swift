@@ -57,17 +57,22 @@ func checkValues(_ request: Request) {
         fuzzCheck(MachineName(machine.text) == machine, "machine \(machine) not in form")
     case let .send(keyText, amount, requestID):
         fuzzCheck(amount.value > 0, "SEND amount \(amount.value) not positive")
-        fuzzCheck(!keyText.text.utf8.contains(UInt8(ascii: "|")), "key text holds |")
+        checkKeyText(keyText)
         if let requestID {
             fuzzCheck(RequestID(requestID.text) == requestID && requestID.text != "-", "request id \(requestID)")
         }
-        if let key = keyText.key { fuzzCheck(PaymentKey(key.text) == key, "key \(key) does not parse back") }
     case let .check(keyText):
-        fuzzCheck(!keyText.text.utf8.contains(UInt8(ascii: "|")), "key text holds |")
-        if let key = keyText.key { fuzzCheck(PaymentKey(key.text) == key, "key \(key) does not parse back") }
+        checkKeyText(keyText)
     case let .history(limit):
         fuzzCheck(HistoryLimit.range.contains(limit), "history limit \(limit)")
     default:
         break
     }
+}
+
+/// The key of a `CHECK` or `SEND`: its text holds no field separator, and a
+/// key parses back from the text it writes.
+func checkKeyText(_ keyText: KeyText) {
+    fuzzCheck(!keyText.text.utf8.contains(UInt8(ascii: "|")), "key text holds |")
+    if let key = keyText.key { fuzzCheck(PaymentKey(key.text) == key, "key \(key) does not parse back") }
 }
